@@ -1,0 +1,222 @@
+"""Command line: parses arguments and dispatches to the library. ``main(argv) -> int``.
+
+Exit codes: 0 ok · 1 other error · 2 pipeline not found/picked · 3 invalid spec · 4 error in user
+code · 5 run failed or missed expectations · 6 bad README markers · 7 ``--check`` found stale
+content · 8 no browser / Mermaid build · 9 ``lint --strict`` found warnings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import __version__
+from .errors import TraindocError
+
+if TYPE_CHECKING:
+    from .facts import Facts
+
+
+def _facts(args: argparse.Namespace) -> Facts:
+    from . import service
+
+    if getattr(args, "no_cache", False):
+        return service.introspect_here(service.target(args.pipeline))
+    return service.facts_for(args.pipeline, cache_dir=args.cache_dir, in_process=True)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .render import project_templates_dir, render
+
+    facts = _facts(args)
+    if args.json:
+        print(json.dumps(facts.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    else:
+        print(render("inspect.txt.j2", project_templates_dir(Path.cwd()), facts=facts), end="")
+    return 0
+
+
+def cmd_diagram(args: argparse.Namespace) -> int:
+    from . import mermaid
+    from .diagrams import diagram
+    from .render import project_templates_dir
+
+    d = diagram(_facts(args), args.kind, args.depth, project_templates_dir(Path.cwd()))
+    print(mermaid.fenced(d.text) if args.format == "md" else d.text, end="")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import runner
+
+    result = runner.run(
+        args.pipeline,
+        runner.RunOptions(
+            docs=args.docs,
+            resume=args.resume,
+            force=args.force,
+            nproc=args.nproc,
+            timeout_s=args.timeout,
+            max_steps=args.max_steps,
+            cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+            run_dir=Path(args.out) if args.out else None,
+            progress=not args.json,
+        ),
+    )
+    if args.json:
+        print(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
+    else:
+        print(runner.summary(result))
+    return 0 if result.ok else 5
+
+
+def cmd_readme(args: argparse.Namespace) -> int:
+    from . import readme
+
+    changed, diff = readme.update_file(Path(args.file), check=args.check, cache_dir=args.cache_dir)
+    if args.check:
+        if changed:
+            sys.stdout.write(diff)
+            print(f"{args.file}: generated sections are stale; run `traindoc readme {args.file}`", file=sys.stderr)
+            return 7
+        print(f"{args.file}: up to date")
+        return 0
+    print(f"{args.file}: {'updated' if changed else 'unchanged'}")
+    return 0
+
+
+def cmd_commands(args: argparse.Namespace) -> int:
+    from . import commands
+
+    print(commands.render_commands(_facts(args), args.kind), end="")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from . import export
+
+    facts = _facts(args)
+    out = export.export(facts, args.kind, args.format, Path(args.output), theme=args.theme, scale=args.scale, depth=args.depth)
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from . import lint
+
+    findings = lint.lint(_facts(args))
+    if args.json:
+        print(json.dumps([f.model_dump() for f in findings], indent=2))
+    else:
+        print(lint.format_findings(findings), end="")
+    if args.strict and any(f.severity == "warning" for f in findings):
+        return 9
+    return 0
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    from . import reference
+
+    print(reference.spec_reference() if args.what == "spec" else reference.cli_reference(), end="")
+    return 0
+
+
+def cmd_mermaid_fetch(args: argparse.Namespace) -> int:
+    from . import assets
+
+    path = assets.fetch_mermaid(args.version)
+    print(f"Mermaid {args.version}: {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="traindoc", description="Documentation-as-code for PyTorch training pipelines.")
+    p.add_argument("--version", action="version", version=f"traindoc {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def pipeline_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("pipeline", help="pipeline reference: file.py, file.py:name, package.module:name, or a name from pyproject.toml")
+        sp.add_argument("--cache-dir", default=None, help="cache folder (default .cache/traindoc)")
+        sp.add_argument("--no-cache", action="store_true", help="neither read nor write cached facts")
+
+    sp = sub.add_parser("inspect", help="print what traindoc learns about a pipeline")
+    pipeline_arg(sp)
+    sp.add_argument("--json", action="store_true", help="print the facts as JSON")
+    sp.set_defaults(func=cmd_inspect)
+
+    sp = sub.add_parser("diagram", help="print a Mermaid diagram")
+    pipeline_arg(sp)
+    sp.add_argument("--kind", choices=["system", "model", "data", "distributed"], default="system")
+    sp.add_argument("--depth", type=int, default=None, help="model diagram: module tree depth (default: all that fits)")
+    sp.add_argument("--format", choices=["mmd", "md"], default="mmd", help="mmd = Mermaid text; md = a ```mermaid fence")
+    sp.set_defaults(func=cmd_diagram)
+
+    sp = sub.add_parser("run", help="run the training (child process; torchrun for DDP) and record results")
+    pipeline_arg(sp)
+    sp.add_argument("--docs", action="store_true", help="use the spec's docs_run budget (few steps)")
+    sp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in the run folder")
+    sp.add_argument("--force", action="store_true", help="ignore a cached result and run again")
+    sp.add_argument("--json", action="store_true", help="print the results record as JSON")
+    sp.add_argument("--nproc", type=int, default=None, help="override distributed.nproc_per_node")
+    sp.add_argument("--max-steps", type=int, default=None, help="override the step budget")
+    sp.add_argument("--timeout", type=float, default=None, help="hard timeout in seconds (default: training.timeout_s)")
+    sp.add_argument("--out", default=None, help="run folder (default: a folder in the cache)")
+    sp.set_defaults(func=cmd_run)
+
+    sp = sub.add_parser("readme", help="fill <!-- traindoc:begin ... --> sections in a Markdown file")
+    sp.add_argument("file")
+    sp.add_argument("--check", action="store_true", help="change nothing; exit 7 with a diff when stale")
+    sp.add_argument("--cache-dir", default=None)
+    sp.set_defaults(func=cmd_readme)
+
+    sp = sub.add_parser("commands", help="print docker / ssh / torchrun / Kubernetes launch commands")
+    pipeline_arg(sp)
+    sp.add_argument("--kind", choices=["all", "docker", "access", "torchrun", "kubernetes"], default="all")
+    sp.set_defaults(func=cmd_commands)
+
+    sp = sub.add_parser("export", help="render a diagram to SVG/PNG in headless Chromium, or write .mmd")
+    pipeline_arg(sp)
+    sp.add_argument("--kind", choices=["system", "model", "data", "distributed"], default="system")
+    sp.add_argument("--format", choices=["svg", "png", "mmd"], default="svg")
+    sp.add_argument("-o", "--output", required=True)
+    sp.add_argument("--theme", choices=["light", "dark"], default="light")
+    sp.add_argument("--scale", type=float, default=2.0, help="PNG pixel ratio")
+    sp.add_argument("--depth", type=int, default=None)
+    sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("lint", help="check the pipeline against training-system best practice")
+    pipeline_arg(sp)
+    sp.add_argument("--strict", action="store_true", help="exit 9 when there are warnings")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=cmd_lint)
+
+    sp = sub.add_parser("reference", help="print the spec or CLI reference as Markdown")
+    sp.add_argument("what", choices=["spec", "cli"])
+    sp.set_defaults(func=cmd_reference)
+
+    sp = sub.add_parser("mermaid-fetch", help="fetch the pinned Mermaid build with `npm pack` into .cache/mermaid")
+    sp.add_argument("--version", default=None, help="Mermaid version (default: the pinned one)")
+    sp.set_defaults(func=cmd_mermaid_fetch)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except TraindocError as exc:
+        for line in exc.lines():
+            print(f"traindoc: {line}" if "\n" not in line else line, file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

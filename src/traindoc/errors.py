@@ -1,0 +1,103 @@
+"""One error root for everything traindoc reports to a user.
+
+Every error renders as one line per problem, ``file(line): message`` in the style of cog, so the
+CLI, the MkDocs plugin and tests all print the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class TraindocError(Exception):
+    """Root of every error traindoc raises on purpose. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+    def lines(self) -> list[str]:
+        return [str(self)]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem in one input: where it is, which field, what was found and what is allowed."""
+
+    file: str
+    message: str
+    line: int | None = None
+    field: str | None = None
+
+    def render(self) -> str:
+        where = self.file if self.line is None else f"{self.file}({self.line})"
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}: {field}{self.message}"
+
+
+class SpecError(TraindocError):
+    """The pipeline spec is invalid. Carries one :class:`Problem` per bad field."""
+
+    exit_code = 3
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(p.render() for p in self.problems))
+
+    def lines(self) -> list[str]:
+        return [p.render() for p in self.problems]
+
+
+class LoadError(TraindocError):
+    """The pipeline could not be found or picked (missing file, no pipeline, several pipelines)."""
+
+    exit_code = 2
+
+
+class UserCodeError(TraindocError):
+    """User code raised. ``user_traceback`` holds the user's own frames only, formatted."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, user_traceback: str = "") -> None:
+        self.user_traceback = user_traceback
+        super().__init__(message)
+
+    def lines(self) -> list[str]:
+        out = [str(self)]
+        if self.user_traceback:
+            out.append(self.user_traceback.rstrip("\n"))
+        return out
+
+
+class RunFailed(TraindocError):
+    """A training run failed or missed its expectations; the results record says why."""
+
+    exit_code = 5
+
+
+class MarkerError(TraindocError):
+    """README markers are unbalanced, nested or unknown."""
+
+    exit_code = 6
+
+
+class StaleError(TraindocError):
+    """``--check`` found generated content out of date."""
+
+    exit_code = 7
+
+
+class BrowserUnavailable(TraindocError):
+    """No headless Chromium (or Playwright, or the pinned Mermaid build) is available."""
+
+    exit_code = 8
+
+
+class LintFailed(TraindocError):
+    """``lint --strict`` found warnings."""
+
+    exit_code = 9
+
+
+class CacheCorrupt(TraindocError):
+    """A cache entry failed its integrity check (it is re-run, never trusted)."""

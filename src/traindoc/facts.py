@@ -1,0 +1,194 @@
+"""Facts: the plain, frozen, JSON-serialisable description of a pipeline.
+
+Produced only by :mod:`traindoc.introspect` (the one place that touches torch objects); read by
+templates, diagrams, lint, README sections and commands. ``Facts.model_dump(mode="json")`` is the
+``traindoc inspect --json`` output and the cached form.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class _Fact(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ModuleFact(_Fact):
+    name: str  # qualified name; "" is the root
+    cls: str
+    depth: int
+    own_params: int
+    total_params: int
+    trainable_params: int
+    frozen_params: int
+    buffers: int
+    signature: str  # class + parameter shapes of the whole subtree: identical blocks share it
+    calls: int
+    output_shapes: list[str]
+
+
+class EdgeFact(_Fact):
+    src: str  # leaf module name, or "input"
+    dst: str  # leaf module name, or "output"
+    shape: str
+
+
+class ModelFacts(_Fact):
+    root_class: str
+    modules: list[ModuleFact]
+    edges: list[EdgeFact]
+    total_params: int
+    trainable_params: int
+    frozen_params: int
+    tied_params: int  # parameters shared between modules, counted once in total_params
+    buffers: int
+    param_bytes: dict[str, int]  # by dtype
+    input_shape: str
+    output_shape: str
+    traced_on: str
+
+
+class SampleFact(_Fact):
+    shape: str
+    dtype: str
+
+
+class DataFacts(_Fact):
+    dataset_class: str
+    train_len: int
+    val_len: int | None
+    batch_size: int
+    global_batch_size: int
+    steps_per_epoch: int
+    num_workers: int
+    sampler: str
+    shuffle: bool
+    pin_memory: bool
+    drop_last: bool
+    sample: list[SampleFact]
+    tensor_bytes: int | None  # size of a tensor dataset (None: not a tensor dataset)
+    device_resident: bool
+
+
+class GPUFact(_Fact):
+    name: str
+    memory_bytes: int
+
+
+class DeviceFacts(_Fact):
+    requested: str
+    resolved: str  # "cuda" or "cpu"
+    sentence: str  # said out loud, e.g. "ran on CPU: no CUDA device visible"
+    gpus: list[GPUFact]
+    torch_version: str
+    cuda_version: str | None
+    cudnn_version: str | None
+
+
+class PortFact(_Fact):
+    host: int
+    container: int
+
+
+class VolumeFact(_Fact):
+    host: str  # as written in the spec (relative to the pipeline file); facts hold no machine paths
+    container: str
+    read_only: bool
+
+
+class EnvironmentFacts(_Fact):
+    image: str
+    image_name: str
+    image_tag: str | None
+    user: str | None
+    ports: list[PortFact]
+    volumes: list[VolumeFact]
+    env_names: list[str]
+    shm_size: str
+    workdir: str
+
+
+class JupyterFact(_Fact):
+    port: int
+    bind: str
+    token_env: str | None
+    host_port: int | None
+
+
+class SSHFact(_Fact):
+    port: int
+    user: str
+    auth: str
+    host_port: int | None
+
+
+class AccessFacts(_Fact):
+    jupyter: JupyterFact | None
+    ssh: SSHFact | None
+
+
+class OptimFacts(_Fact):
+    optimizer: str
+    lr: float | None
+    loss: str
+    scheduler: str | None
+    amp: str | None
+    grad_clip: float | None
+    seed: int | None
+
+
+class TrainingFacts(_Fact):
+    epochs: int
+    max_steps: int | None
+    docs_max_steps: int
+    docs_max_seconds: float
+    log_every: int
+    timeout_s: float
+
+
+class CheckpointFacts(_Fact):
+    container_dir: str
+    host_dir: str | None  # as written via the volume, e.g. './checkpoints'
+    on_volume: bool
+    volume: str | None
+    format: str
+    every_steps: int
+    keep_last: int
+    resume: bool
+
+
+class DistributedFacts(_Fact):
+    enabled: bool
+    backend: str  # resolved on this machine
+    backend_declared: str  # as the spec says ('auto' = nccl on GPU, gloo on CPU)
+    nnodes: int
+    nproc_per_node: int
+    world_size: int
+    rdzv_endpoint: str
+    rdzv_id: str
+    launcher: list[str]  # argv of the launch line a user types (torchrun ... or python ...)
+
+
+class ExpectFacts(_Fact):
+    min_val_accuracy: float | None
+    min_loss_drop: float | None
+    max_final_loss: float | None
+
+
+class Facts(_Fact):
+    name: str
+    description: str
+    source: str  # pipeline file, relative to the project root when inside it
+    environment: EnvironmentFacts
+    access: AccessFacts
+    devices: DeviceFacts
+    model: ModelFacts
+    data: DataFacts
+    optim: OptimFacts
+    training: TrainingFacts
+    checkpoint: CheckpointFacts
+    distributed: DistributedFacts
+    metrics: list[str]
+    expect: ExpectFacts
+    traindoc_version: str

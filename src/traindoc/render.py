@@ -1,0 +1,111 @@
+"""The Jinja2 environment: package templates, overridable by a project's ``templates/`` by file name.
+
+Templates hold presentation (labels, layout, wording); Python hands them plain data and a few
+filters. Filters for Mermaid (``q`` quotes and escapes a label, ``nid`` makes a stable id) keep every
+template, including a user's override, safe.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from . import mermaid
+
+PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
+
+
+def human(n: float | int | None) -> str:
+    """22242 -> '22.2k', 1_557_611_200 -> '1.56B'."""
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit, scale in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(value) >= scale:
+            return f"{value / scale:.3g}{unit}"
+    return f"{int(value)}" if value == int(value) else f"{value:.3g}"
+
+
+def human_bytes(n: float | int | None) -> str:
+    if n is None:
+        return "—"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def thousands(n: int | float | None) -> str:
+    return "—" if n is None else f"{n:,}"
+
+
+def fmt(value: Any, spec: str = ".3g") -> str:
+    if value is None:
+        return "—"
+    return format(value, spec)
+
+
+def md_cell(text: Any) -> str:
+    """Escape text for a Markdown table cell."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+
+
+def md_code(text: Any) -> str:
+    """Inline code that survives backticks inside."""
+    s = str(text)
+    fence = "``" if "`" in s else "`"
+    pad = " " if fence == "``" else ""
+    return f"{fence}{pad}{s}{pad}{fence}"
+
+
+@lru_cache(maxsize=8)
+def environment(project_templates: str | None = None) -> jinja2.Environment:
+    loaders: list[jinja2.BaseLoader] = []
+    if project_templates:
+        loaders.append(jinja2.FileSystemLoader(project_templates))
+    loaders.append(jinja2.FileSystemLoader(str(PACKAGE_TEMPLATES)))
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader(loaders),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    env.filters.update(
+        q=mermaid.label,
+        esc=mermaid.escape,
+        nid=mermaid.node_id,
+        human=human,
+        bytes=human_bytes,
+        thousands=thousands,
+        fmt=fmt,
+        cell=md_cell,
+        code=md_code,
+    )
+    return env
+
+
+def project_templates_dir(root: Path | None) -> str | None:
+    """A project's ``templates/`` folder, when it exists."""
+    if root is None:
+        return None
+    folder = root / "templates"
+    return str(folder.resolve()) if folder.is_dir() else None
+
+
+def render(name: str, templates: str | None = None, **context: Any) -> str:
+    """Render one template by file name; a project's template of that name wins."""
+    return environment(templates).get_template(name).render(**context)
+
+
+def origin(name: str, templates: str | None = None) -> str:
+    """Which file a template name resolves to (for docs: 'overridden by templates/x')."""
+    env = environment(templates)
+    source = env.loader.get_source(env, name) if env.loader else None  # type: ignore[union-attr]
+    return source[1] if source and source[1] else name
