@@ -1,0 +1,346 @@
+"""Run a pipeline's training in child processes and record the results. No torch in this process.
+
+``lookup`` decides a cache hit from file hashes alone (no torch import, no user code). ``run``
+plans the processes with :mod:`traindoc.launch`, starts each in its own process group, follows
+``steps.jsonl`` for progress, enforces the hard timeout on every rank, then assembles a
+:class:`~traindoc.results.RunResult`, checks expectations, and caches only runs that passed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import cache, launch, results, service
+from .atomic import locked, write_text
+from .errors import CacheCorrupt
+from .facts import Facts
+from .redact import redact
+from .results import RunResult
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    docs: bool = False
+    resume: bool = False
+    force: bool = False
+    nproc: int | None = None
+    timeout_s: float | None = None
+    max_steps: int | None = None
+    cache_dir: Path | None = None
+    run_dir: Path | None = None
+    progress: bool = True
+    use_cache: bool = True
+
+    def key_options(self) -> dict[str, Any]:
+        return {"what": "run", "docs": self.docs, "nproc": self.nproc, "max_steps": self.max_steps}
+
+
+def _layout(t: service.Target, opts: RunOptions) -> cache.Layout:
+    return cache.Layout(opts.cache_dir or cache.default_dir(t.root))
+
+
+def run_fingerprint(t: service.Target, opts: RunOptions) -> cache.Fingerprint:
+    return cache.fingerprint(t.file, t.root, {**opts.key_options(), "attr": t.attr or ""})
+
+
+def lookup(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | None:
+    """A cached, passing result for exactly these inputs, or None. Never imports torch."""
+    t = service.target(ref, root)
+    fp = run_fingerprint(t, opts)
+    try:
+        payload = cache.read_entry(_layout(t, opts).run_entry(fp.key), fp.key)
+    except CacheCorrupt:
+        return None
+    if payload is None:
+        return None
+    return RunResult.model_validate(payload).model_copy(update={"from_cache": True})
+
+
+def latest(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | None:
+    """The newest recorded result for this pipeline (any inputs), for 'last known' displays."""
+    t = service.target(ref, root)
+    path = _layout(t, opts).root / "latest" / f"{t.file.stem}-{t.attr or ''}.json"
+    try:
+        return RunResult.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5, check=False)
+    return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+
+
+class Progress:
+    """A rich progress bar on a terminal; plain periodic lines otherwise (CI)."""
+
+    def __init__(self, enabled: bool, total: int, name: str) -> None:
+        self.enabled = enabled
+        self.total = total
+        self.name = name
+        self.tty = enabled and sys.stderr.isatty()
+        self.last_print = 0.0
+        self.bar: Any = None
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+
+            self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True)  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task(f"train {name}", total=total, info="")
+
+    def update(self, rec: dict[str, Any] | None) -> None:
+        if not self.enabled or rec is None:
+            return
+        sps = rec.get("samples_per_s")
+        info = f"loss {rec['loss']:.4f}" + (f" · {sps:,.0f} samples/s" if sps else "")
+        if self.bar is not None:
+            self.bar.update(self.task, completed=rec["step"], info=info)
+        elif time.monotonic() - self.last_print >= 5:
+            self.last_print = time.monotonic()
+            print(f"[traindoc] {self.name}: step {rec['step']}/{self.total} · {info}", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _last_step(path: Path) -> dict[str, Any] | None:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - 4096))
+            lines = fh.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if "loss" in rec and "event" not in rec:
+            return rec  # type: ignore[no-any-return]
+    return None
+
+
+def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
+    for p in procs:
+        if p.poll() is None:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for p in procs:
+        p.wait()
+
+
+def execute(launches: list[launch.Launch], run_dir: Path, timeout_s: float, progress: Progress) -> tuple[list[int], bool]:
+    """Start every process in its own group; kill them all on timeout or first failure."""
+    procs: list[subprocess.Popen[bytes]] = []
+    deadline = time.monotonic() + timeout_s
+    timed_out = False
+    env_base = dict(os.environ)
+    env_base["PYTHONUNBUFFERED"] = "1"
+    try:
+        for i, spec in enumerate(launches):
+            log = open(run_dir / f"launcher{i}.log", "wb")  # noqa: SIM115
+            procs.append(
+                subprocess.Popen(spec.argv, env={**env_base, **spec.env}, stdout=log, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+            )
+            log.close()
+        while any(p.poll() is None for p in procs):
+            progress.update(_last_step(run_dir / "steps.jsonl"))
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+            if any(p.poll() not in (None, 0) for p in procs) and len(procs) > 1:
+                time.sleep(2.0)  # let torchrun tear its own ranks down, then make sure
+                break
+            time.sleep(0.2)
+    finally:
+        _kill(procs)
+        progress.close()
+    return [p.returncode for p in procs], timed_out
+
+
+def run(ref: str, opts: RunOptions | None = None, root: Path | None = None) -> RunResult:
+    opts = opts or RunOptions()
+    t = service.target(ref, root)
+    layout = _layout(t, opts)
+    fp = run_fingerprint(t, opts)
+    cacheable = opts.use_cache and opts.run_dir is None and not opts.resume
+    if cacheable and not opts.force:
+        hit = lookup(ref, opts, root)
+        if hit is not None:
+            return hit
+    with locked(layout.lock("run-" + fp.key)):
+        if cacheable and not opts.force:
+            hit = lookup(ref, opts, root)  # another build may have finished it while we waited
+            if hit is not None:
+                return hit
+        facts = service.facts_for(ref, cache_dir=layout.root, root=t.root)
+        run_dir = opts.run_dir or layout.run_dir(fp.key)
+        if run_dir.exists() and not opts.resume:
+            shutil.rmtree(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in run_dir.glob("error-rank*.json"):
+            stale.unlink()
+        (run_dir / "worker.json").unlink(missing_ok=True)
+        result = _run_once(t, facts, fp.key, run_dir, opts)
+        result_json = result.model_dump(mode="json")
+        write_text(run_dir / "results.json", json.dumps(result_json, indent=1, ensure_ascii=False))
+        write_text(layout.root / "latest" / f"{t.file.stem}-{t.attr or ''}.json", json.dumps(result_json, ensure_ascii=False))
+        if result.ok and cacheable:
+            cache.write_entry(layout.run_entry(fp.key), fp.key, result_json, fp.inputs)
+        return result
+
+
+def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: RunOptions) -> RunResult:
+    device = facts.devices.resolved
+    nnodes = facts.distributed.nnodes
+    nproc = opts.nproc or facts.distributed.nproc_per_node
+    worker_opts = launch.WorkerOptions(pipeline=t.ref, run_dir=str(run_dir), docs=opts.docs, resume=opts.resume,
+                                       max_steps=opts.max_steps)  # fmt: skip
+    backend = launch.resolve_backend(facts.distributed.backend_declared, device)
+    launches = launch.plan(worker_opts, python=sys.executable, device=device, backend=backend, nnodes=nnodes,
+                           nproc_per_node=nproc, rdzv_endpoint=facts.distributed.rdzv_endpoint,
+                           rdzv_id=facts.distributed.rdzv_id)  # fmt: skip
+    write_text(run_dir / "launch.json", json.dumps([asdict(x) for x in launches], indent=1))
+    budget = facts.training.docs_max_steps if opts.docs else (facts.training.max_steps or 0)
+    total = opts.max_steps or budget or facts.data.steps_per_epoch * facts.training.epochs
+    progress = Progress(opts.progress, total, facts.name)
+    started = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    t0 = time.monotonic()
+    timeout = opts.timeout_s or facts.training.timeout_s
+    codes, timed_out = execute(launches, run_dir, timeout, progress)
+    wall = time.monotonic() - t0
+    return assemble(t, facts, key, run_dir, opts, codes, timed_out, wall, started, nproc * nnodes, nnodes, nproc, backend)
+
+
+def _errors(run_dir: Path) -> list[dict[str, Any]]:
+    out = []
+    for path in sorted(run_dir.glob("error-rank*.json")):
+        try:
+            out.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def assemble(
+    t: service.Target, facts: Facts, key: str, run_dir: Path, opts: RunOptions, codes: list[int], timed_out: bool,
+    wall: float, started: str, world: int, nnodes: int, nproc: int, backend: str,
+) -> RunResult:  # fmt: skip
+    steps, _ = results.read_steps(run_dir / "steps.jsonl")
+    summary = results.summarise_steps(steps, facts.training.log_every)
+    try:
+        worker = json.loads((run_dir / "worker.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        worker = {}
+    errors = _errors(run_dir)
+    last = steps[-1]["step"] if steps else 0
+    failed_rank = None
+    if timed_out:
+        status, reason = "timeout", f"timed out after {opts.timeout_s or facts.training.timeout_s:g} s at step {last}; every rank was killed"
+    elif errors:
+        first = min(errors, key=lambda e: e.get("rank", 0))
+        failed_rank = int(first.get("rank", 0))
+        where = f"rank {failed_rank}" if world > 1 else "the training process"
+        status, reason = "failed", f"{where}: {first.get('message', 'failed')}"
+    elif any(codes) or not worker:
+        logs = sorted(run_dir.glob("rank*.log"))
+        dead = [int(p.stem[4:]) for p in logs if not (run_dir / f"error-rank{p.stem[4:]}.json").exists()]
+        code = next((c for c in codes if c), None)
+        missing = sorted({r for r in range(world)} - {int(p.stem[4:]) for p in logs})
+        failed_rank = (missing or dead or [0])[0] if world > 1 else 0
+        signame = f"signal {-code}" if code is not None and code < 0 else f"code {code}"
+        status = "failed"
+        reason = (
+            f"rank {failed_rank} died (launcher exited with {signame}) at step {last} without reporting an error"
+            if world > 1
+            else f"the training process exited with {signame} at step {last} without reporting an error"
+        )
+    else:
+        status, reason = "passed", f"trained {worker.get('steps', last)} steps; {worker.get('stopped_because', '')}"
+    val = [results.ValRecord(**{k: v[k] for k in ("epoch", "step", "accuracy", "loss")}) for v in worker.get("val", [])]
+    final_acc = val[-1].accuracy if val else None
+    expectations = results.check_expectations(facts.expect.model_dump(), final_acc, summary["first_loss"], summary["final_loss"])
+    if status == "passed":
+        unmet = [e for e in expectations if not e.passed]
+        if unmet:
+            status = "expectations_unmet"
+            reason = "unmet expectation(s): " + "; ".join(e.text for e in unmet)
+    memory = results.memory_trend(steps, "cuda_allocated" if facts.devices.resolved == "cuda" else "rss")
+    if memory is not None and worker.get("peak_cuda_bytes"):
+        memory = memory.model_copy(update={"peak_bytes": int(worker["peak_cuda_bytes"])})
+    tail_lines: list[str] = []
+    if status != "passed":
+        logs = sorted(run_dir.glob("rank*.log")) + sorted(run_dir.glob("launcher*.log"))
+        pick = run_dir / f"rank{failed_rank}.log" if failed_rank is not None else None
+        src = pick if pick is not None and pick.is_file() and pick.stat().st_size else (logs[0] if logs else None)
+        if src is not None:
+            tail_lines = [f"--- {src.name}", *results.tail(src)]
+        for e in errors[:1]:
+            if e.get("traceback"):
+                tail_lines += ["--- traceback (user code)", *[redact(x) for x in e["traceback"].splitlines()[-25:]]]
+    d = facts.devices
+    return RunResult(
+        ok=status == "passed",
+        status=status,  # type: ignore[arg-type]
+        reason=redact(reason),
+        pipeline=facts.name,
+        key=key,
+        started_at=started,
+        commit=_git_commit(t.root),
+        docs_budget=opts.docs,
+        device=results.DeviceRecord(kind=d.resolved, sentence=d.sentence, gpus=[g.name for g in d.gpus],
+                                    torch=d.torch_version, cuda=d.cuda_version, cudnn=d.cudnn_version),  # fmt: skip
+        world_size=world,
+        nnodes=nnodes,
+        nproc_per_node=nproc,
+        backend=backend if world > 1 else "none",
+        steps=int(worker.get("steps", last)),
+        epochs=int(worker.get("epochs", 0)),
+        stopped_because=worker.get("stopped_because"),
+        wall_s=round(wall, 3),
+        samples_per_s=summary["samples_per_s"],
+        data_wait_share=summary["data_wait_share"],
+        memory=memory,
+        first_loss=summary["first_loss"],
+        final_loss=summary["final_loss"],
+        loss_curve=summary["loss_curve"],
+        val=val,
+        final_val_accuracy=final_acc,
+        expectations=expectations,
+        checkpoints=[results.CheckpointRecord(**c) for c in worker.get("checkpoints", [])],
+        checkpoint_verified=worker.get("checkpoint_verified"),
+        resumed_from=worker.get("resumed_from"),
+        resident_data=bool(worker.get("resident_data", False)),
+        failed_rank=failed_rank,
+        log_tail=tail_lines,
+        run_dir=str(run_dir),
+    )
+
+
+def summary(r: RunResult) -> str:
+    from .render import render
+
+    return render("run_summary.txt.j2", None, r=r).rstrip("\n")
