@@ -129,7 +129,7 @@ def cmd_mermaid_fetch(args: argparse.Namespace) -> int:
     from . import assets
 
     path = assets.fetch_mermaid(args.version)
-    print(f"Mermaid {args.version}: {path}")
+    print(f"Mermaid: {path}")
     return 0
 
 

@@ -295,13 +295,14 @@ def data_facts(spec: Pipeline, file: Path, device: DeviceFacts, world_size: int)
         if isinstance(t, torch.Tensor)
     ]
     batch = spec.data.batch_size
-    per_rank = math.ceil(n_train / world_size)
-    steps = per_rank // batch if spec.data.drop_last else math.ceil(per_rank / batch)
     nbytes = tensor_bytes(train)
-    if world_size > 1:
-        sampler = "DistributedSampler"
+    if spec.data.sampler == "auto":
+        sampler = "DistributedSampler" if world_size > 1 else ("RandomSampler" if spec.data.shuffle else "SequentialSampler")
     else:
-        sampler = "RandomSampler" if spec.data.shuffle else "SequentialSampler"
+        sampler = "RandomSampler" if spec.data.sampler == "random" else "SequentialSampler"
+    shards = world_size if sampler == "DistributedSampler" else 1
+    per_rank = math.ceil(n_train / shards)
+    steps = per_rank // batch if spec.data.drop_last else math.ceil(per_rank / batch)
     return DataFacts(
         dataset_class=type(train).__name__,
         train_len=n_train,

@@ -225,6 +225,11 @@ class DataSpec(_Model):
     shuffle: bool = Field(True, description="Shuffle training data each epoch.")
     pin_memory: bool = Field(True, description="Pin host memory for faster host-to-device copies (CUDA).")
     drop_last: bool = Field(False, description="Drop the last incomplete batch.")
+    sampler: Literal["auto", "random", "sequential"] = Field(
+        "auto",
+        description="'auto' = DistributedSampler under DDP (each rank its shard), else random/sequential by `shuffle`; "
+        "'random'/'sequential' never shard (every rank sees all data).",
+    )
     device_resident: Literal["auto", "never"] = Field(
         "auto",
         description="'auto' keeps a tensor dataset on the device when it fits (no DataLoader); 'never' always uses a DataLoader.",

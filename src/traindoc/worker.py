@@ -192,7 +192,10 @@ class Trainer:
     # -- data --------------------------------------------------------------------------------------
     def epoch_batches(self, epoch: int, skip: int) -> Iterator[Any]:
         d = self.spec.data
-        order = epoch_order(len(self.train_ds), epoch, self.seed, d.shuffle, self.rank, self.world)
+        shard = d.sampler == "auto"
+        shuffle = d.shuffle if d.sampler == "auto" else d.sampler == "random"
+        order = epoch_order(len(self.train_ds), epoch, self.seed, shuffle,
+                            self.rank if shard else 0, self.world if shard else 1)  # fmt: skip
         chunks = batches(order, d.batch_size, d.drop_last)[skip:]
         if self.resident:
             for chunk in chunks:
@@ -214,7 +217,7 @@ class Trainer:
 
     def steps_per_epoch(self) -> int:
         d = self.spec.data
-        n = math.ceil(len(self.train_ds) / self.world)
+        n = math.ceil(len(self.train_ds) / (self.world if d.sampler == "auto" else 1))
         return n // d.batch_size if d.drop_last else math.ceil(n / d.batch_size)
 
     # -- training ----------------------------------------------------------------------------------

@@ -1,0 +1,69 @@
+"""The pinned Mermaid build: fetched once from the npm registry (``npm pack``) into an ignored cache.
+
+Never a floating version, never committed. The docs site copies it in (``mermaid: local``), the
+browser tests and ``traindoc export`` load it from here.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from .errors import BrowserUnavailable
+
+MERMAID_VERSION = "11.12.0"
+FILES = ("mermaid.min.js",)
+
+
+def mermaid_dir(version: str | None = None, root: Path | None = None) -> Path:
+    env = os.environ.get("TRAINDOC_MERMAID_DIR")
+    if env:
+        return Path(env)
+    from .project import find_root
+
+    return (root or find_root()) / ".cache" / "mermaid" / (version or MERMAID_VERSION)
+
+
+def mermaid_js(version: str | None = None, root: Path | None = None) -> Path:
+    """Path of the pinned ``mermaid.min.js``; a clear error says how to fetch it when missing."""
+    path = mermaid_dir(version, root) / "mermaid.min.js"
+    if not path.is_file():
+        raise BrowserUnavailable(
+            f"{path}: pinned Mermaid {version or MERMAID_VERSION} not found; run `make mermaid` "
+            f"(or `traindoc mermaid-fetch`), which uses `npm pack mermaid@{version or MERMAID_VERSION}`"
+        )
+    return path
+
+
+def fetch_mermaid(version: str | None = None, root: Path | None = None) -> Path:
+    version = version or MERMAID_VERSION
+    target = mermaid_dir(version, root)
+    if (target / "mermaid.min.js").is_file():
+        return target / "mermaid.min.js"
+    npm = shutil.which("npm")
+    if npm is None:
+        raise BrowserUnavailable("npm not found: install Node.js/npm (Debian: apt-get install npm) to fetch Mermaid")
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([npm, "pack", f"mermaid@{version}", "--silent"], cwd=tmp, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            raise BrowserUnavailable(f"npm pack mermaid@{version} failed: {proc.stderr.strip()[-500:]}")
+        tgz = next(Path(tmp).glob("mermaid-*.tgz"))
+        staging = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
+        with tarfile.open(tgz) as tar:
+            for name in FILES:
+                member = tar.getmember(f"package/dist/{name}")
+                extracted = tar.extractfile(member)
+                assert extracted is not None
+                (staging / name).write_bytes(extracted.read())
+            lic = tar.extractfile(tar.getmember("package/LICENSE"))
+            if lic is not None:
+                (staging / "LICENSE").write_bytes(lic.read())
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)  # atomic: a half-fetched build is never seen
+    return target / "mermaid.min.js"

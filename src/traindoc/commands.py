@@ -1,0 +1,172 @@
+"""Launch commands from the same facts: ``docker run``/``exec``, ``ssh``, ``torchrun`` per node, and a
+Kubeflow ``PyTorchJob`` manifest. Pure: argv lists and dicts are built here; templates format them.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any
+
+import yaml
+
+from . import launch
+from .facts import Facts
+from .render import render
+
+RUN_DIR = "/checkpoints/run"
+MAX_NODE_LINES = 3
+
+
+def container_name(facts: Facts) -> str:
+    return re.sub(r"[^a-zA-Z0-9_.-]", "-", facts.name)
+
+
+def host_path(path: str) -> str:
+    """Docker needs absolute host paths; relative ones are anchored at the current directory."""
+    if path.startswith(("/", "~")):
+        return path
+    rest = path[2:] if path.startswith("./") else path
+    return "$PWD" if rest in ("", ".") else f"$PWD/{rest}"
+
+
+def uses_gpu(facts: Facts) -> bool:
+    return facts.devices.requested != "cpu"
+
+
+def docker_run(facts: Facts) -> list[str]:
+    env = facts.environment
+    argv = ["docker", "run", "-d", "--name", container_name(facts)]
+    if uses_gpu(facts):
+        argv += ["--gpus", "all"]
+    for p in env.ports:
+        argv += ["-p", f"{p.host}:{p.container}"]
+    for v in env.volumes:
+        argv += ["-v", f"{host_path(v.host)}:{v.container}" + (":ro" if v.read_only else "")]
+    if env.user:
+        argv += ["--user", env.user]
+    argv += ["--shm-size", env.shm_size]
+    for name in env.env_names:
+        argv += ["-e", name]  # by name only: docker copies the value from the caller's environment
+    argv += ["-w", env.workdir, env.image, "sleep", "infinity"]
+    return argv
+
+
+def access_lines(facts: Facts) -> list[list[str]]:
+    name = container_name(facts)
+    lines = [["docker", "exec", "-it", name, "bash"]]
+    j = facts.access.jupyter
+    if j is not None:
+        cmd = ["docker", "exec", "-d", name, "jupyter", "lab", f"--ip={j.bind}", f"--port={j.port}", "--no-browser"]
+        if j.token_env:
+            cmd.append(f"--IdentityProvider.token=${{{j.token_env}}}")
+        lines.append(cmd)
+    s = facts.access.ssh
+    if s is not None:
+        cmd = ["ssh", "-p", str(s.host_port or s.port)]
+        if s.auth == "key":
+            cmd += ["-i", "~/.ssh/id_ed25519"]
+        lines.append([*cmd, f"{s.user}@HOST"])
+    return lines
+
+
+def torchrun_lines(facts: Facts) -> list[tuple[str, list[str]]]:
+    """(title, argv) per node; a long node list shows the first, second and last."""
+    d = facts.distributed
+    entry = [facts.source, "--run-dir", RUN_DIR]
+    if d.nnodes == 1:
+        argv = launch.display_command(facts.source, nnodes=1, nproc_per_node=d.nproc_per_node,
+                                      rdzv_endpoint=d.rdzv_endpoint, rdzv_id=d.rdzv_id)  # fmt: skip
+        if argv[0] != "torchrun":
+            argv = ["torchrun", "--standalone", "--nnodes", "1", "--nproc-per-node", "1", "-m", "traindoc.worker", facts.source]
+        return [("single node", [*argv, *entry[1:]])]
+    ranks = list(range(d.nnodes))
+    if len(ranks) > MAX_NODE_LINES:
+        ranks = [0, 1, d.nnodes - 1]
+    out = []
+    for r in ranks:
+        argv = launch.display_command(facts.source, nnodes=d.nnodes, nproc_per_node=d.nproc_per_node,
+                                      rdzv_endpoint=d.rdzv_endpoint, rdzv_id=d.rdzv_id, node_rank=r)  # fmt: skip
+        out.append((f"node {r} of {d.nnodes}", [*argv, *entry[1:]]))
+    return out
+
+
+def _volume_name(container: str) -> str:
+    return re.sub(r"[^a-z0-9-]", "-", container.strip("/").lower()) or "root"
+
+
+def pytorchjob(facts: Facts) -> dict[str, Any]:
+    """A Kubeflow training-operator PyTorchJob (kubeflow.org/v1) for this pipeline."""
+    env = facts.environment
+    d = facts.distributed
+    name = container_name(facts).lower().replace("_", "-").replace(".", "-")
+    gpus = d.nproc_per_node if uses_gpu(facts) else 0
+    container: dict[str, Any] = {
+        "name": "pytorch",  # the operator requires this container name
+        "image": env.image,
+        "command": ["torchrun", "-m", "traindoc.worker", facts.source, "--run-dir", RUN_DIR],
+        "workingDir": env.workdir,
+        "volumeMounts": [{"name": _volume_name(v.container), "mountPath": v.container, "readOnly": v.read_only}
+                         for v in env.volumes] + [{"name": "dshm", "mountPath": "/dev/shm"}],  # fmt: skip
+        "env": [
+            {"name": n, "valueFrom": {"secretKeyRef": {"name": f"{name}-secrets", "key": n}}} for n in env.env_names
+        ],
+    }
+    if gpus:
+        container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
+    pod: dict[str, Any] = {"containers": [container], "volumes": [
+        {"name": _volume_name(v.container), "persistentVolumeClaim": {"claimName": f"{name}-{_volume_name(v.container)}"}}
+        for v in env.volumes
+    ] + [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": env.shm_size.upper() + "i" if env.shm_size[-1].isalpha() else env.shm_size}}]}  # fmt: skip
+    if env.user and env.user.split(":")[0].isdigit():
+        uid, _, gid = env.user.partition(":")
+        pod["securityContext"] = {"runAsUser": int(uid), **({"runAsGroup": int(gid)} if gid.isdigit() else {})}
+    replica = {"restartPolicy": "OnFailure", "template": {"spec": pod}}
+    specs: dict[str, Any] = {"Master": {"replicas": 1, **replica}}
+    if d.nnodes > 1:
+        specs["Worker"] = {"replicas": d.nnodes - 1, **replica}
+    return {
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": name},
+        "spec": {"nprocPerNode": str(d.nproc_per_node), "pytorchReplicaSpecs": specs},
+    }
+
+
+def manifest_yaml(facts: Facts) -> str:
+    return yaml.safe_dump(pytorchjob(facts), sort_keys=False, allow_unicode=True)
+
+
+_EXPANDABLE = re.compile(r"^(\$PWD|.*\$\{[A-Za-z_][A-Za-z0-9_]*\})")
+
+
+def sh_quote(arg: str) -> str:
+    """shlex.quote, except that ``$PWD`` and ``${NAME}`` stay expandable (double quotes)."""
+    if re.fullmatch(r"~/[\w./-]*", arg):
+        return arg  # unquoted so the shell expands ~
+    if not _EXPANDABLE.match(arg):
+        return shlex.quote(arg)
+    out, i = [], 0
+    for m in re.finditer(r"\$PWD|\$\{[A-Za-z_][A-Za-z0-9_]*\}", arg):
+        out.append(re.sub(r'(["\\`$])', r"\\\1", arg[i : m.start()]))
+        out.append(m.group(0))
+        i = m.end()
+    out.append(re.sub(r'(["\\`$])', r"\\\1", arg[i:]))
+    return '"' + "".join(out) + '"'
+
+
+def sh_join(argv: list[str]) -> str:
+    return " ".join(sh_quote(a) for a in argv)
+
+
+def render_commands(facts: Facts, kind: str = "all", templates: str | None = None) -> str:
+    return render(
+        "commands.md.j2",
+        templates,
+        facts=facts,
+        kind=kind,
+        docker=sh_join(docker_run(facts)),
+        access=[sh_join(a) for a in access_lines(facts)],
+        torchrun=[(title, sh_join(a)) for title, a in torchrun_lines(facts)],
+        manifest=manifest_yaml(facts),
+    )

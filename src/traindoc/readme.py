@@ -1,0 +1,59 @@
+"""``traindoc readme FILE``: regenerate the file's marked sections from the pipelines they name."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from . import atomic, content, runner, sections, service
+from .errors import MarkerError
+from .project import find_root, named_pipelines
+from .redact import redact
+from .render import project_templates_dir
+
+
+def _pipeline_for(section: sections.Section, filename: str, root: Path) -> str:
+    name = section.params.get("pipeline")
+    if name:
+        return name
+    named = named_pipelines(root)
+    if len(named) == 1:
+        return next(iter(named))
+    raise MarkerError(f"{filename}({section.line_no}): name the pipeline, e.g. 'traindoc:begin {section.kind} pipeline=NAME'")
+
+
+def generate_text(text: str, filename: str, root: Path, cache_dir: str | None = None) -> str:
+    templates = project_templates_dir(root)
+
+    def generate(s: sections.Section) -> str:
+        ref = _pipeline_for(s, filename, root)
+        facts = service.facts_for(ref, cache_dir=cache_dir, in_process=True, root=root)
+        depth = int(s.params["depth"]) if s.params.get("depth", "").isdigit() else None
+        result = None
+        notice = None
+        if s.kind in ("run", "results"):
+            result = runner.latest(ref, runner.RunOptions(cache_dir=Path(cache_dir) if cache_dir else None), root)
+            if result is None:
+                notice = f"No run recorded yet: `traindoc run {facts.source} --docs`."
+        body = content.block(s.kind, facts, result=result, notice=notice, depth=depth, templates=templates)
+        return redact(body)
+
+    return sections.replace(text, generate, filename, content.BLOCKS)
+
+
+def update_file(path: Path, *, check: bool = False, cache_dir: str | None = None) -> tuple[bool, str]:
+    """(changed, unified diff). With ``check`` nothing is written. Writes are atomic."""
+    raw = path.read_bytes()
+    text = raw.decode("utf-8")
+    root = find_root(path.resolve().parent)
+    new = generate_text(text, str(path), root, cache_dir)
+    if new == text:
+        return False, ""
+    diff = "".join(
+        difflib.unified_diff(
+            text.splitlines(keepends=True), new.splitlines(keepends=True), f"{path} (current)", f"{path} (generated)"
+        )
+    )
+    if not check:
+        atomic.write_text(path, new)
+    return True, diff
