@@ -8,6 +8,7 @@ module: nothing the user holds is moved, mutated or kept.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from pathlib import Path, PurePosixPath
@@ -113,6 +114,8 @@ def build_on_meta(spec: Pipeline, file: Path) -> tuple[nn.Module, str]:
         traced_on = "meta (built on CPU, then moved)"
     if not isinstance(model, nn.Module):
         raise SpecError([Problem(str(file), f"must return an nn.Module, returned {type(model).__name__}", field="model.factory")])
+    if any(t.device.type != "meta" for t in [*model.parameters(), *model.buffers()]):
+        model = copy.deepcopy(model)  # a factory handing out a shared instance: never move the user's object
     return model.to("meta"), traced_on
 
 

@@ -1,0 +1,206 @@
+"""The MkDocs plugin: thin glue between MkDocs events and the library.
+
+``on_config`` checks prerequisites and wires the pinned Mermaid build; ``on_page_markdown`` expands
+``traindoc`` fences through :mod:`traindoc.docsgen`; under ``mkdocs serve`` stale runs go to a
+background thread and a finished run triggers a rebuild by touching a watched file in the cache
+(never anything in ``docs_dir``). Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from mkdocs.config import config_options as c
+from mkdocs.config.base import Config
+from mkdocs.exceptions import PluginError
+from mkdocs.plugins import BasePlugin, event_priority
+from mkdocs.structure.files import File, Files
+
+from . import assets, cache, docsgen, runner, service
+from .errors import TraindocError
+from .facts import Facts
+from .project import find_root, named_pipelines
+from .render import project_templates_dir
+from .results import RunResult
+
+ASSET = "assets/traindoc/mermaid.min.js"
+PINNED_URL = re.compile(r"^https://[^\s]+@\d+\.\d+\.\d+/[^\s]+\.js$")
+
+
+class TraindocConfig(Config):
+    pipelines = c.Type(dict, default={})
+    """Pipelines to document: name -> reference (file.py, file.py:name, module:name). Default: pyproject's [tool.traindoc]."""
+    execute = c.Choice(("auto", "always", "never"), default="auto")
+    """auto = reuse a cached run when nothing it depends on changed, else run; always = run every build; never = cache or a 'not run' notice."""
+    cache_dir = c.Type(str, default=".cache/traindoc")
+    """Cache folder, relative to mkdocs.yml."""
+    timeout = c.Optional(c.Type((int, float)))
+    """Hard timeout of a run in seconds (default: the spec's training.timeout_s)."""
+    strict = c.Type(bool, default=True)
+    """A failed run, an unmet expectation or a broken traindoc fence fails `mkdocs build`."""
+    mermaid = c.Type(str, default="local")
+    """'local' = the pinned build from .cache/mermaid copied into the site (offline); or a pinned https URL (x.y.z)."""
+    docs_budget = c.Type(bool, default=True)
+    """Train with the spec's docs_run budget (few steps) instead of the full training."""
+    nproc = c.Optional(c.Type(int))
+    """Override distributed.nproc_per_node for the docs run."""
+    background = c.Type(bool, default=True)
+    """Under `mkdocs serve`, run stale trainings in the background and reload the page when done."""
+
+
+class TraindocPlugin(BasePlugin[TraindocConfig]):
+    supports_multiple_instances = False
+
+    def __init__(self) -> None:
+        self.serving = False
+        self.jobs: dict[str, threading.Thread] = {}
+        self.finished: dict[str, RunResult] = {}  # background results that failed (not cached) by key
+        self.lock = threading.Lock()
+        self.server: Any = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def on_startup(self, *, command: str, dirty: bool) -> None:
+        # Defining on_startup keeps one instance across `mkdocs serve` rebuilds.
+        self.serving = command == "serve"
+
+    @event_priority(100)  # before mermaid2 reads extra_javascript
+    def on_config(self, config: Any) -> Any:
+        self.root = Path(config.config_file_path).resolve().parent if config.config_file_path else find_root()
+        self.cache_dir = (self.root / self.config.cache_dir).resolve()
+        self.signal = self.cache_dir / "serve-signal"
+        self.templates = project_templates_dir(self.root)
+        self.pipelines = dict(self.config.pipelines) or named_pipelines(self.root)
+        self.failures: list[str] = []
+        self.facts_memo: dict[str, Facts] = {}
+        self.run_memo: dict[str, tuple[RunResult | None, str | None]] = {}
+        self._check_integration(config)
+        self.mermaid_file: Path | None = None
+        source = self.config.mermaid
+        if source == "local":
+            try:
+                self.mermaid_file = assets.mermaid_js(root=self.root)
+            except TraindocError as exc:
+                raise PluginError(f"traindoc: {exc}") from None
+            script = ASSET
+        elif PINNED_URL.match(source):
+            script = source
+        else:
+            raise PluginError(
+                f"traindoc: mermaid: {source!r} must be 'local' or an https URL pinned to an exact version "
+                "(e.g. https://unpkg.com/mermaid@11.12.0/dist/mermaid.min.js); floating versions break sites"
+            )
+        if all(str(x) != script for x in config.extra_javascript):
+            config.extra_javascript.append(script)
+        return config
+
+    def _check_integration(self, config: Any) -> None:
+        has_mermaid2 = "mermaid2" in config.plugins
+        fences = (config.mdx_configs.get("pymdownx.superfences") or {}).get("custom_fences", [])
+        has_fence = any(f.get("name") == "mermaid" for f in fences)
+        if not (has_mermaid2 or has_fence):
+            raise PluginError(
+                "traindoc: diagrams need a Mermaid integration: add 'pymdownx.superfences' with a custom fence "
+                "named 'mermaid' (Material), or the 'mermaid2' plugin; see docs/guide.md"
+            )
+        if has_mermaid2:
+            m2 = config.plugins["mermaid2"].config
+            if m2.get("javascript"):
+                raise PluginError(
+                    "traindoc: mermaid2's 'javascript' option loads a second Mermaid; remove it and let traindoc's "
+                    "'mermaid' option provide the pinned build"
+                )
+
+    def on_files(self, files: Files, *, config: Any) -> Files:
+        if self.mermaid_file is not None:
+            files.append(File.generated(config, ASSET, abs_src_path=str(self.mermaid_file)))
+        return files
+
+    def on_page_markdown(self, markdown: str, *, page: Any, config: Any, files: Files) -> str:
+        if "traindoc" not in markdown:
+            return markdown
+        return docsgen.expand(markdown, self, page.file.src_uri, on_error=self.failures.append)
+
+    def on_post_build(self, *, config: Any) -> None:
+        if self.failures and self.config.strict and not self.serving:
+            raise PluginError("traindoc: " + "\n".join(self.failures))
+
+    def on_serve(self, server: Any, *, config: Any, builder: Any) -> Any:
+        self.server = server
+        self.signal.parent.mkdir(parents=True, exist_ok=True)
+        self.signal.touch()
+        server.watch(str(self.signal))
+        for ref in self.pipelines.values():
+            try:
+                t = service.target(ref, self.root)
+            except TraindocError:
+                continue
+            for src in cache.local_sources(t.file, self.root):
+                server.watch(str(src))
+        return server
+
+    # -- provider (docsgen.Provider) ---------------------------------------------------------------------
+    def _ref(self, name: str) -> str:
+        return self.pipelines.get(name, name)
+
+    def facts(self, pipeline: str) -> Facts:
+        if pipeline not in self.facts_memo:
+            self.facts_memo[pipeline] = service.facts_for(self._ref(pipeline), cache_dir=self.cache_dir, root=self.root)
+        return self.facts_memo[pipeline]
+
+    def _options(self, force: bool = False) -> runner.RunOptions:
+        return runner.RunOptions(docs=self.config.docs_budget, nproc=self.config.nproc, timeout_s=self.config.timeout,
+                                 cache_dir=self.cache_dir, progress=not self.serving, force=force)  # fmt: skip
+
+    def run(self, pipeline: str) -> tuple[RunResult | None, str | None]:
+        if pipeline not in self.run_memo:
+            self.run_memo[pipeline] = self._run(pipeline)
+            result = self.run_memo[pipeline][0]
+            if result is not None and not result.ok:
+                self.failures.append(f"{pipeline}: run {result.status}: {result.reason}")
+        return self.run_memo[pipeline]
+
+    def _run(self, pipeline: str) -> tuple[RunResult | None, str | None]:
+        ref = self._ref(pipeline)
+        opts = self._options()
+        mode = self.config.execute
+        if mode == "always":
+            return runner.run(ref, self._options(force=True), self.root), None
+        hit = runner.lookup(ref, opts, self.root)
+        if hit is not None:
+            return hit, None
+        if mode == "never":
+            last = runner.latest(ref, opts, self.root)
+            note = "Not run: execute is 'never' and no cached run matches the current inputs."
+            return (last, note + " Showing the last recorded run.") if last else (None, note)
+        if not (self.serving and self.config.background):
+            return runner.run(ref, opts, self.root), None
+        key = runner.run_fingerprint(service.target(ref, self.root), opts).key
+        with self.lock:
+            if key in self.finished:
+                return self.finished[key], None
+            job = self.jobs.get(key)
+            if job is None or not job.is_alive():
+                job = threading.Thread(target=self._background, args=(ref, opts, key), daemon=True, name=f"traindoc-{pipeline}")
+                self.jobs[key] = job
+                job.start()
+        last = runner.latest(ref, opts, self.root)
+        note = "Running… the inputs changed; this page reloads when the new run finishes."
+        return (last, note + " Showing the last recorded run meanwhile.") if last else (None, note)
+
+    def _background(self, ref: str, opts: runner.RunOptions, key: str) -> None:
+        try:
+            result = runner.run(ref, opts, self.root)
+            if not result.ok:
+                with self.lock:
+                    self.finished[key] = result
+        except Exception as exc:  # the dev server must survive anything a run does
+            with self.lock:
+                self.failures.append(f"{ref}: {exc}")
+        finally:
+            time.sleep(0.1)
+            self.signal.parent.mkdir(parents=True, exist_ok=True)
+            self.signal.write_text(str(time.time()))  # watched: triggers a rebuild and a browser reload
