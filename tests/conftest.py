@@ -74,6 +74,29 @@ class TinyNet(nn.Module):
         return self.body(x)
 
 
+STEP = [0]
+
+
+def loss(out, y):
+    """Cross-entropy, with failure modes chosen by TINY_MODE for the runner's tests."""
+    import os, time
+    from torch.nn import functional as F
+    STEP[0] += 1
+    mode = os.environ.get("TINY_MODE", "")
+    rank = int(os.environ.get("RANK", "0"))
+    if mode == "slow":
+        time.sleep(0.05)
+    if mode == "exception" and STEP[0] == 3 and rank == int(os.environ.get("TINY_RANK", "0")):
+        raise RuntimeError("boom in user loss")
+    if mode == "nan" and STEP[0] >= 7:
+        return out.sum() * float("nan")
+    if mode == "oom" and STEP[0] == 2:
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    if mode == "die" and STEP[0] == 3 and rank == 1:
+        os._exit(3)
+    return F.cross_entropy(out, y)
+
+
 def dataset(n: int, seed: int) -> TensorDataset:
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, 8, generator=g)
@@ -84,7 +107,7 @@ def dataset(n: int, seed: int) -> TensorDataset:
 
 TINY_PIPELINE = '''
 import torch
-from tinymods import TinyNet, dataset
+from tinymods import TinyNet, dataset, loss
 from traindoc.spec import Pipeline
 
 
@@ -107,7 +130,7 @@ pipeline = Pipeline(
     devices="cpu",
     model={{"factory": model, "sample_input": {{"shape": [2, 8]}}}},
     data={{"train": train, "val": val, "batch_size": 32}},
-    optim={{"optimizer": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), "seed": 0}},
+    optim={{"optimizer": lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9), "loss": loss, "seed": 0}},
     training={{"epochs": {epochs}, "log_every": 5, "docs_run": {{"max_steps": {docs_steps}, "max_seconds": 60}}}},
     checkpoint={{"dir": "/checkpoints", "every_steps": {every}, "keep_last": 2}},
     distributed={{"backend": "gloo", "nproc_per_node": {nproc}, "nnodes": {nnodes}, "rdzv_endpoint": "127.0.0.1:{port}"}},

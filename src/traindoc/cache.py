@@ -25,6 +25,7 @@ from . import __version__, atomic
 from .errors import CacheCorrupt
 
 DEFAULT_DIR = Path(".cache") / "traindoc"
+_OWN_PACKAGE = Path(__file__).resolve().parent
 _EXCLUDED_PARTS = {"site-packages", "dist-packages", ".venv", "venv", ".tox", ".nox"}
 
 
@@ -93,6 +94,8 @@ def local_sources(entry: Path, project_root: Path) -> list[Path]:
             continue  # the file is still hashed; the loader reports the syntax error
         for name in _imported_names(tree, _package_of(file, roots)):
             found = _find_module(name, roots)
+            if found is not None and found.resolve().is_relative_to(_OWN_PACKAGE):
+                continue  # traindoc itself is in the key through its own source digest
             if found is not None and found.resolve() not in seen:
                 seen[found.resolve()] = None
                 todo.append(found.resolve())

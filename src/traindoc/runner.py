@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -140,15 +141,50 @@ def _last_step(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (torchrun starts its ranks in sessions of their own)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGKILL every launched process, its group and all its descendants; wait until they are gone."""
+    victims = [d for p in procs for d in descendants(p.pid)]
     for p in procs:
         if p.poll() is None:
             try:
                 os.killpg(p.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    for pid in victims:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     for p in procs:
         p.wait()
+    deadline = time.monotonic() + 10
+    while any(_alive(v) for v in victims) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def execute(launches: list[launch.Launch], run_dir: Path, timeout_s: float, progress: Progress) -> tuple[list[int], bool]:
@@ -245,6 +281,27 @@ def _errors(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
+_ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
+
+
+def root_cause(run_dir: Path) -> tuple[int, int] | None:
+    """(global rank, exit code) of the first failure torchrun observed, from its launcher log."""
+    for log in sorted(run_dir.glob("launcher*.log")):
+        m = _ROOT_CAUSE.search(log.read_text(encoding="utf-8", errors="replace"))
+        if m:
+            return int(m.group(1)), int(m.group(2))
+    return None
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            return f"signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"signal {-code}"
+    return f"exit code {code}"
+
+
 def assemble(
     t: service.Target, facts: Facts, key: str, run_dir: Path, opts: RunOptions, codes: list[int], timed_out: bool,
     wall: float, started: str, world: int, nnodes: int, nproc: int, backend: str,
@@ -260,24 +317,22 @@ def assemble(
     failed_rank = None
     if timed_out:
         status, reason = "timeout", f"timed out after {opts.timeout_s or facts.training.timeout_s:g} s at step {last}; every rank was killed"
-    elif errors:
-        first = min(errors, key=lambda e: e.get("rank", 0))
-        failed_rank = int(first.get("rank", 0))
-        where = f"rank {failed_rank}" if world > 1 else "the training process"
-        status, reason = "failed", f"{where}: {first.get('message', 'failed')}"
-    elif any(codes) or not worker:
-        logs = sorted(run_dir.glob("rank*.log"))
-        dead = [int(p.stem[4:]) for p in logs if not (run_dir / f"error-rank{p.stem[4:]}.json").exists()]
-        code = next((c for c in codes if c), None)
-        missing = sorted({r for r in range(world)} - {int(p.stem[4:]) for p in logs})
-        failed_rank = (missing or dead or [0])[0] if world > 1 else 0
-        signame = f"signal {-code}" if code is not None and code < 0 else f"code {code}"
+    elif errors or any(codes) or not worker:
         status = "failed"
-        reason = (
-            f"rank {failed_rank} died (launcher exited with {signame}) at step {last} without reporting an error"
-            if world > 1
-            else f"the training process exited with {signame} at step {last} without reporting an error"
-        )
+        cause = root_cause(run_dir) if world > 1 else None
+        by_rank = {int(e.get("rank", 0)): e for e in errors}
+        if cause is not None and cause[0] not in by_rank:
+            failed_rank = cause[0]  # it died without a word; other ranks' errors are only the aftermath
+            reason = f"rank {failed_rank} died ({_exit_text(cause[1])}) at step {last} without reporting an error"
+        elif by_rank:
+            failed_rank = cause[0] if cause is not None else min(by_rank)
+            where = f"rank {failed_rank}" if world > 1 else "the training process"
+            reason = f"{where}: {by_rank[failed_rank].get('message', 'failed')}"
+        else:
+            failed_rank = 0
+            code = next((c for c in codes if c), 0)
+            who = "the launcher" if world > 1 else "the training process"
+            reason = f"{who} ended with {_exit_text(code)} at step {last} without reporting an error"
     else:
         status, reason = "passed", f"trained {worker.get('steps', last)} steps; {worker.get('stopped_because', '')}"
     val = [results.ValRecord(**{k: v[k] for k in ("epoch", "step", "accuracy", "loss")}) for v in worker.get("val", [])]
