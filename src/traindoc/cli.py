@@ -33,7 +33,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .render import project_templates_dir, render
 
     facts = _facts(args)
-    if args.json:
+    if args.json_file:
+        from .atomic import write_text
+
+        write_text(Path(args.json_file), json.dumps(facts.model_dump(mode="json"), ensure_ascii=False))
+    elif args.json:
         print(json.dumps(facts.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
         print(render("inspect.txt.j2", project_templates_dir(Path.cwd()), facts=facts), end="")
@@ -146,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("inspect", help="print what traindoc learns about a pipeline")
     pipeline_arg(sp)
     sp.add_argument("--json", action="store_true", help="print the facts as JSON")
+    sp.add_argument("--json-file", default=None, help=argparse.SUPPRESS)
     sp.set_defaults(func=cmd_inspect)
 
     sp = sub.add_parser("diagram", help="print a Mermaid diagram")

@@ -43,7 +43,9 @@ def export(facts: Facts, kind: str, fmt: str, output: Path, *, theme: str = "lig
                       const el = host.querySelector('svg');
                       const vb = el.viewBox.baseVal;
                       el.setAttribute('width', Math.ceil(vb.width)); el.setAttribute('height', Math.ceil(vb.height));
-                      el.style.maxWidth = 'none';
+                      el.style.maxWidth = 'none'; el.style.display = 'block';
+                      host.style.boxSizing = 'border-box';
+                      host.style.width = (Math.ceil(vb.width) + 32) + 'px'; host.style.height = (Math.ceil(vb.height) + 32) + 'px';
                       return {svg: svg, error: null, width: Math.ceil(vb.width) + 32, height: Math.ceil(vb.height) + 32};
                     } catch (e) { return {svg: '', error: String(e && e.message || e)}; }
                 }""",

@@ -39,7 +39,7 @@ def cli_reference() -> str:
                         "default": "" if a.default in (None, False, argparse.SUPPRESS) else str(a.default),
                     }
                     for a in sub._actions
-                    if not isinstance(a, argparse._HelpAction)
+                    if not isinstance(a, argparse._HelpAction) and a.help != argparse.SUPPRESS
                 ]
                 commands.append({"name": name, "help": helps.get(name, ""), "usage": sub.format_usage().strip(), "options": options})
     exit_codes = (cli_doc or "").split("Exit codes:", 1)[-1].strip()

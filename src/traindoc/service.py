@@ -7,9 +7,9 @@ docs server never imports torch or runs user code in its own process).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from .errors import CacheCorrupt, LoadError, TraindocError, UserCodeError
 from .facts import Facts
 from .loader import parse_ref, source_file
 from .project import find_root, resolve_name
+from .redact import redact
 
 
 @dataclass(frozen=True)
@@ -74,19 +75,18 @@ def introspect_here(t: Target) -> Facts:
 
 def introspect_child(t: Target) -> Facts:
     """Run ``python -m traindoc inspect --json`` in a child; its errors come back as ours."""
-    env = dict(os.environ)
-    env["TRAINDOC_CACHE_DIR"] = str(Path(os.devnull))  # the child computes; this process caches
-    proc = subprocess.run(
-        [sys.executable, "-m", "traindoc", "inspect", t.ref, "--json", "--no-cache"],
-        cwd=t.root,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    if proc.returncode == 0:
-        return Facts.model_validate(json.loads(proc.stdout))
-    message = proc.stderr.strip() or f"introspection exited with {proc.returncode}"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "facts.json"  # a file, not stdout: user modules may print while imported
+        proc = subprocess.run(
+            [sys.executable, "-m", "traindoc", "inspect", t.ref, "--no-cache", "--json-file", str(out)],
+            cwd=t.root,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode == 0:
+            return Facts.model_validate(json.loads(out.read_text(encoding="utf-8")))
+    message = redact(proc.stderr.strip()) or f"introspection exited with {proc.returncode}"
     first, _, rest = message.partition("\n")
     first = first.removeprefix("traindoc: ")
     if proc.returncode == 4:

@@ -14,6 +14,7 @@ import math
 import os
 import random
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
@@ -32,6 +33,7 @@ from .atomic import write_text
 from .errors import UserCodeError
 from .introspect import resident_ok, tensor_bytes, device_facts
 from .loader import call, load, user_traceback
+from .redact import redact
 from .spec import Pipeline
 
 
@@ -418,7 +420,7 @@ def _error_record(rank: int, exc: BaseException, step: int) -> dict[str, Any]:
         kind = "user_code"
         message = f"{type(exc).__name__}: {exc}"
         tb = user_traceback(exc)
-    return {"rank": rank, "kind": kind, "message": message, "traceback": tb, "step": step}
+    return {"rank": rank, "kind": kind, "message": redact(message), "traceback": redact(tb), "step": step}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -433,11 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_dir = Path(args.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     rank = int(os.environ.get("RANK", "0"))
-    log = open(run_dir / f"rank{rank}.log", "ab", buffering=0)  # noqa: SIM115
-    os.dup2(log.fileno(), 1)
-    os.dup2(log.fileno(), 2)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+    pump = redirect_output(run_dir / f"rank{rank}.log")
     trainer = Trainer(args)
     try:
         trainer.setup()
@@ -456,6 +454,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                 dist.destroy_process_group()
             except Exception:  # pragma: no cover
                 pass
+        close_output(pump)
+
+
+def redirect_output(path: Path) -> threading.Thread:
+    """Send this process's stdout and stderr (fds 1 and 2) through a redacting pump into ``path``."""
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 1)
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+
+    def pump() -> None:
+        with open(path, "ab", buffering=0) as out, os.fdopen(read_fd, "rb") as src:
+            for line in src:
+                out.write(redact(line.decode("utf-8", "replace")).encode("utf-8"))
+
+    thread = threading.Thread(target=pump, name="traindoc-log", daemon=True)
+    thread.start()
+    return thread
+
+
+def close_output(pump: threading.Thread) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os.close(1)
+    os.close(2)
+    pump.join(timeout=5)
 
 
 if __name__ == "__main__":

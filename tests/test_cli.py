@@ -1,0 +1,79 @@
+"""The CLI as a person uses it, and the pieces that work without MkDocs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import markdown
+import pytest
+
+from conftest import REPO
+from traindoc.spec import Pipeline, describe_fields
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "traindoc", *args], cwd=REPO, capture_output=True, text=True, check=False)
+
+
+def test_inspect_prints_a_readable_summary() -> None:
+    proc = cli("inspect", "pipeline/digits.py")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    for needle in ["Pipeline digits (pipeline/digits.py)", "image        pytorch-cuda:v2.6-cuda11.8",
+                   "SECNN: 22,242 parameters", "traced on meta", "1,438 train, 359 val", "DistributedSampler",
+                   "/checkpoints <- host ./checkpoints", "torchrun --standalone --nnodes 1 --nproc-per-node 2",
+                   "min_val_accuracy 0.9"]:  # fmt: skip
+        assert needle in out, needle
+
+
+def test_inspect_json_and_named_pipeline() -> None:
+    proc = cli("inspect", "digits", "--json")  # a name from pyproject.toml
+    facts = json.loads(proc.stdout)
+    assert facts["model"]["total_params"] == 22242 and facts["distributed"]["world_size"] == 2
+    assert facts["checkpoint"]["on_volume"] is True and facts["environment"]["env_names"] == ["JUPYTER_TOKEN", "WANDB_API_KEY"]
+
+
+def test_diagram_md_is_a_pasteable_fence() -> None:
+    out = cli("diagram", "pipeline/digits.py", "--kind", "distributed", "--format", "md").stdout
+    assert out.startswith("```mermaid\n%% traindoc distributed diagram") and out.endswith("```\n")
+
+
+def test_spec_reference_lists_every_field() -> None:
+    out = cli("reference", "spec").stdout
+    for path, *_ in describe_fields(Pipeline):
+        assert f"| `{path}` |" in out
+    assert all(desc for *_, desc in describe_fields(Pipeline)), "every field carries a description"
+
+
+def test_cli_reference_lists_every_command() -> None:
+    out = cli("reference", "cli").stdout
+    for name in ["inspect", "diagram", "run", "readme", "commands", "export", "lint", "reference", "mermaid-fetch"]:
+        assert f"### `traindoc {name}`" in out
+    assert "--json-file" not in out
+
+
+def test_superfences_formatter_without_mkdocs() -> None:
+    from pymdownx.superfences import fence_code_format
+
+    md = markdown.Markdown(extensions=["pymdownx.superfences"], extension_configs={"pymdownx.superfences": {"custom_fences": [
+        {"name": "traindoc", "class": "traindoc", "format": __import__("traindoc.docsgen", fromlist=["formatter"]).formatter},
+        {"name": "mermaid", "class": "mermaid", "format": fence_code_format}]}})  # fmt: skip
+    import os
+
+    here = os.getcwd()
+    os.chdir(REPO)
+    try:
+        html = md.convert("```traindoc\npipeline: digits\nshow: data\n```\n")
+    finally:
+        os.chdir(here)
+    assert '<pre class="mermaid"><code>' in html and "DistributedSampler" in html
+
+
+@pytest.mark.parametrize("bad", ["show: nope\npipeline: digits", "pipeline: digits\ncolour: red", "show: system", "- a list"])
+def test_fence_errors(bad: str) -> None:
+    from traindoc.docsgen import FenceError, parse_options
+
+    with pytest.raises(FenceError, match=r"^page.md\(3\): "):
+        parse_options(bad, "page.md(3)")

@@ -1,0 +1,58 @@
+"""Export for slides: SVG and PNG from the real Mermaid in headless Chromium."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, browser_or_skip
+from traindoc.export import png_size
+
+pytestmark = pytest.mark.browser
+
+
+def export(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "traindoc", "export", "pipeline/digits.py", *args], cwd=REPO,
+                          capture_output=True, text=True, check=False)  # fmt: skip
+
+
+def test_svg_contains_the_node_labels(tmp_path: Path) -> None:
+    browser_or_skip()
+    out = tmp_path / "system.svg"
+    proc = export(tmp_path, "--kind", "system", "--format", "svg", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    svg = out.read_text()
+    assert svg.startswith("<svg") and "pytorch-cuda:v2.6-cuda11.8" in svg and "Jupyter" in svg
+    assert "NVIDIA GPU (如 A100/V100)" in svg  # the project's template override is used
+
+
+def test_png_has_the_requested_scale_and_dark_differs(tmp_path: Path) -> None:
+    browser_or_skip()
+    one, two, dark = tmp_path / "1.png", tmp_path / "2.png", tmp_path / "d.png"
+    for path, extra in ((one, ["--scale", "1"]), (two, ["--scale", "2"]), (dark, ["--scale", "1", "--theme", "dark"])):
+        proc = export(tmp_path, "--kind", "data", "--format", "png", "-o", str(path), *extra)
+        assert proc.returncode == 0, proc.stderr
+    w1, h1 = png_size(one.read_bytes())
+    w2, h2 = png_size(two.read_bytes())
+    assert w1 > 300 and h1 > 50
+    assert (w2, h2) == (2 * w1, 2 * h1)
+    assert png_size(dark.read_bytes()) == (w1, h1) and dark.read_bytes() != one.read_bytes()
+
+
+def test_mmd_needs_no_browser(tmp_path: Path) -> None:
+    out = tmp_path / "m.mmd"
+    proc = export(tmp_path, "--kind", "model", "--format", "mmd", "-o", str(out))
+    assert proc.returncode == 0 and out.read_text().startswith("%% traindoc model diagram")
+
+
+def test_no_browser_gives_a_clear_error(tmp_path: Path) -> None:
+    import os
+
+    env = {**os.environ, "TRAINDOC_CHROMIUM": str(tmp_path / "no-such-chromium")}
+    proc = subprocess.run([sys.executable, "-m", "traindoc", "export", "pipeline/digits.py", "-o", str(tmp_path / "x.svg")],
+                          cwd=REPO, capture_output=True, text=True, env=env, check=False)  # fmt: skip
+    assert proc.returncode == 8 and "no Chromium found: install it (Debian: apt-get install chromium)" in proc.stderr
+    assert not (tmp_path / "x.svg").exists()
