@@ -105,7 +105,7 @@ def dataset(n: int, seed: int) -> TensorDataset:
     return TensorDataset(x, y)
 '''
 
-TINY_PIPELINE = '''
+TINY_PIPELINE = """
 import torch
 from tinymods import TinyNet, dataset, loss
 from traindoc.spec import Pipeline
@@ -136,7 +136,7 @@ pipeline = Pipeline(
     distributed={{"backend": "gloo", "nproc_per_node": {nproc}, "nnodes": {nnodes}, "rdzv_endpoint": "127.0.0.1:{port}"}},
     expect={{"min_val_accuracy": {min_acc}}},
 )
-'''
+"""
 
 
 def free_port() -> int:
@@ -154,14 +154,34 @@ ProjectFactory = Callable[..., Path]
 def make_project(tmp_path: Path) -> ProjectFactory:
     """A tiny real project: pyproject.toml, a local module, and a pipeline file. Returns its root."""
 
-    def make(name: str = "proj", *, extra: str = "", epochs: int = 2, docs_steps: int = 20, every: int = 10,
-             nproc: int = 1, nnodes: int = 1, min_acc: float = 0.5, body: str | None = None) -> Path:  # fmt: skip
+    def make(
+        name: str = "proj",
+        *,
+        extra: str = "",
+        epochs: int = 2,
+        docs_steps: int = 20,
+        every: int = 10,
+        nproc: int = 1,
+        nnodes: int = 1,
+        min_acc: float = 0.5,
+        body: str | None = None,
+    ) -> Path:
         root = tmp_path / name
         (root / "pipeline").mkdir(parents=True)
         (root / "pyproject.toml").write_text('[tool.traindoc]\npipelines = { tiny = "pipeline/tiny.py" }\n')
         (root / "pipeline" / "tinymods.py").write_text(TINY_MODULES)
-        text = body if body is not None else TINY_PIPELINE.format(
-            epochs=epochs, docs_steps=docs_steps, every=every, nproc=nproc, nnodes=nnodes, port=free_port(), min_acc=min_acc
+        text = (
+            body
+            if body is not None
+            else TINY_PIPELINE.format(
+                epochs=epochs,
+                docs_steps=docs_steps,
+                every=every,
+                nproc=nproc,
+                nnodes=nnodes,
+                port=free_port(),
+                min_acc=min_acc,
+            )
         )
         (root / "pipeline" / "tiny.py").write_text(textwrap.dedent(text) + extra)
         return root

@@ -14,17 +14,26 @@ from traindoc.spec import Pipeline, describe_fields
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "traindoc", *args], cwd=REPO, capture_output=True, text=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "traindoc", *args], cwd=REPO, capture_output=True, text=True, check=False
+    )
 
 
 def test_inspect_prints_a_readable_summary() -> None:
     proc = cli("inspect", "pipeline/digits.py")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    for needle in ["Pipeline digits (pipeline/digits.py)", "image        pytorch-cuda:v2.6-cuda11.8",
-                   "SECNN: 22,242 parameters", "traced on meta", "1,438 train, 359 val", "DistributedSampler",
-                   "/checkpoints <- host ./checkpoints", "torchrun --standalone --nnodes 1 --nproc-per-node 2",
-                   "min_val_accuracy 0.9"]:  # fmt: skip
+    for needle in [
+        "Pipeline digits (pipeline/digits.py)",
+        "image        pytorch-cuda:v2.6-cuda11.8",
+        "SECNN: 22,242 parameters",
+        "traced on meta",
+        "1,438 train, 359 val",
+        "DistributedSampler",
+        "/checkpoints <- host ./checkpoints",
+        "torchrun --standalone --nnodes 1 --nproc-per-node 2",
+        "min_val_accuracy 0.9",
+    ]:
         assert needle in out, needle
 
 
@@ -32,7 +41,10 @@ def test_inspect_json_and_named_pipeline() -> None:
     proc = cli("inspect", "digits", "--json")  # a name from pyproject.toml
     facts = json.loads(proc.stdout)
     assert facts["model"]["total_params"] == 22242 and facts["distributed"]["world_size"] == 2
-    assert facts["checkpoint"]["on_volume"] is True and facts["environment"]["env_names"] == ["JUPYTER_TOKEN", "WANDB_API_KEY"]
+    assert facts["checkpoint"]["on_volume"] is True and facts["environment"]["env_names"] == [
+        "JUPYTER_TOKEN",
+        "WANDB_API_KEY",
+    ]
 
 
 def test_diagram_md_is_a_pasteable_fence() -> None:
@@ -57,9 +69,21 @@ def test_cli_reference_lists_every_command() -> None:
 def test_superfences_formatter_without_mkdocs() -> None:
     from pymdownx.superfences import fence_code_format
 
-    md = markdown.Markdown(extensions=["pymdownx.superfences"], extension_configs={"pymdownx.superfences": {"custom_fences": [
-        {"name": "traindoc", "class": "traindoc", "format": __import__("traindoc.docsgen", fromlist=["formatter"]).formatter},
-        {"name": "mermaid", "class": "mermaid", "format": fence_code_format}]}})  # fmt: skip
+    md = markdown.Markdown(
+        extensions=["pymdownx.superfences"],
+        extension_configs={
+            "pymdownx.superfences": {
+                "custom_fences": [
+                    {
+                        "name": "traindoc",
+                        "class": "traindoc",
+                        "format": __import__("traindoc.docsgen", fromlist=["formatter"]).formatter,
+                    },
+                    {"name": "mermaid", "class": "mermaid", "format": fence_code_format},
+                ]
+            }
+        },
+    )
     import os
 
     here = os.getcwd()
@@ -71,7 +95,9 @@ def test_superfences_formatter_without_mkdocs() -> None:
     assert '<pre class="mermaid"><code>' in html and "DistributedSampler" in html
 
 
-@pytest.mark.parametrize("bad", ["show: nope\npipeline: digits", "pipeline: digits\ncolour: red", "show: system", "- a list"])
+@pytest.mark.parametrize(
+    "bad", ["show: nope\npipeline: digits", "pipeline: digits\ncolour: red", "show: system", "- a list"]
+)
 def test_fence_errors(bad: str) -> None:
     from traindoc.docsgen import FenceError, parse_options
 

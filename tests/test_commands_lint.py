@@ -35,7 +35,9 @@ def test_docker_run_parses_back_field_by_field(digits: Facts) -> None:
     env = digits.environment
     assert argv[:3] == ["docker", "run", "-d"] and _flags(argv, "--gpus") == ["all"]
     assert _flags(argv, "-p") == [f"{p.host}:{p.container}" for p in env.ports]
-    assert _flags(argv, "-v") == [f"{commands.host_path(v.host)}:{v.container}" + (":ro" if v.read_only else "") for v in env.volumes]
+    assert _flags(argv, "-v") == [
+        f"{commands.host_path(v.host)}:{v.container}" + (":ro" if v.read_only else "") for v in env.volumes
+    ]
     assert _flags(argv, "--user") == [env.user] and _flags(argv, "--shm-size") == [env.shm_size]
     assert _flags(argv, "-e") == env.env_names  # names only: no '=' anywhere
     assert not any("=" in a for a in _flags(argv, "-e"))
@@ -44,16 +46,20 @@ def test_docker_run_parses_back_field_by_field(digits: Facts) -> None:
 
 
 def test_torchrun_lines_parse_back(digits: Facts) -> None:
-    (title, argv), = commands.torchrun_lines(digits)
+    ((title, argv),) = commands.torchrun_lines(digits)
     assert title == "single node"
     assert argv[:2] == ["torchrun", "--standalone"] and _flags(argv, "--nproc-per-node") == ["2"]
     assert argv[argv.index("-m") + 1 : argv.index("-m") + 3] == ["traindoc.worker", "pipeline/digits.py"]
-    many = digits.model_copy(update={"distributed": digits.distributed.model_copy(update={"nnodes": 16, "nproc_per_node": 8})})
+    many = digits.model_copy(
+        update={"distributed": digits.distributed.model_copy(update={"nnodes": 16, "nproc_per_node": 8})}
+    )
     lines = commands.torchrun_lines(many)
     assert [t for t, _ in lines] == ["node 0 of 16", "node 1 of 16", "node 15 of 16"]
     for i, (_, argv) in zip((0, 1, 15), lines, strict=True):
         assert _flags(argv, "--nnodes") == ["16"] and _flags(argv, "--node-rank") == [str(i)]
-        assert _flags(argv, "--rdzv-backend") == ["c10d"] and _flags(argv, "--rdzv-endpoint") == [digits.distributed.rdzv_endpoint]
+        assert _flags(argv, "--rdzv-backend") == ["c10d"] and _flags(argv, "--rdzv-endpoint") == [
+            digits.distributed.rdzv_endpoint
+        ]
 
 
 def test_pytorchjob_has_the_fields_the_operator_requires(digits: Facts) -> None:
@@ -85,7 +91,9 @@ def _with(f: Facts, **parts: dict[str, object]) -> Facts:
 
 def _jupyter(f: Facts, **kw: object) -> Facts:
     assert f.access.jupyter is not None
-    return f.model_copy(update={"access": f.access.model_copy(update={"jupyter": f.access.jupyter.model_copy(update=kw)})})
+    return f.model_copy(
+        update={"access": f.access.model_copy(update={"jupyter": f.access.jupyter.model_copy(update=kw)})}
+    )
 
 
 def _ssh(f: Facts, **kw: object) -> Facts:
@@ -96,7 +104,9 @@ def _ssh(f: Facts, **kw: object) -> Facts:
 RULE_CASES = {
     "image-tag": lambda f: _with(f, environment={"image": "pytorch-cuda:latest", "image_tag": "latest"}),
     "checkpoint-volume": lambda f: _with(f, checkpoint={"on_volume": False, "host_dir": None, "volume": None}),
-    "data-volume": lambda f: _with(f, environment={"volumes": [v for v in f.environment.volumes if v.container != "/data"]}),
+    "data-volume": lambda f: _with(
+        f, environment={"volumes": [v for v in f.environment.volumes if v.container != "/data"]}
+    ),
     "jupyter-auth": lambda f: _jupyter(f, token_env=None),
     "root-user": lambda f: _with(f, environment={"user": None}),
     "ssh-password": lambda f: _ssh(f, auth="password"),
@@ -125,8 +135,13 @@ def test_jupyter_on_all_interfaces_without_token_says_so(digits: Facts) -> None:
 
 
 def test_lint_strict_exit_code(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "traindoc", "lint", "pipeline/digits.py", "--strict"], cwd=REPO,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "traindoc", "lint", "pipeline/digits.py", "--strict"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0 and "no findings" in proc.stdout
 
 
@@ -150,21 +165,44 @@ def test_redact_masks_planted_values_and_token_shapes() -> None:
 
 
 def test_planted_secrets_never_escape(make_project: object, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    root = make_project(extra="\nprint('debug', __import__('os').environ.get('GITHUB_TOKEN'))\n"  # type: ignore[operator]
-                              "import os\nif os.environ.get('TRAINDOC_DEVICE'):\n    raise SystemExit('leak ' + os.environ['HF_TOKEN'])\n")  # fmt: skip
+    root = make_project(
+        extra="\nprint('debug', __import__('os').environ.get('GITHUB_TOKEN'))\n"  # type: ignore[operator]
+        "import os\nif os.environ.get('TRAINDOC_DEVICE'):\n    raise SystemExit('leak ' + os.environ['HF_TOKEN'])\n"
+    )
     for k, v in PLANTED.items():
         monkeypatch.setenv(k, v)
     env_file = root / "pipeline" / "tiny.py"
-    env_file.write_text(env_file.read_text().replace('"user": "1000:1000",', '"user": "1000:1000", "env": ["GITHUB_TOKEN", "HF_TOKEN"],'))
-    out = subprocess.run([sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py", "--json"], cwd=root,
-                         capture_output=True, text=True, check=False)  # fmt: skip
-    facts = subprocess.run([sys.executable, "-m", "traindoc", "inspect", "pipeline/tiny.py", "--json"], cwd=root,
-                           capture_output=True, text=True, check=False)  # fmt: skip
-    cmds = subprocess.run([sys.executable, "-m", "traindoc", "commands", "pipeline/tiny.py"], cwd=root,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    env_file.write_text(
+        env_file.read_text().replace(
+            '"user": "1000:1000",', '"user": "1000:1000", "env": ["GITHUB_TOKEN", "HF_TOKEN"],'
+        )
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py", "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    facts = subprocess.run(
+        [sys.executable, "-m", "traindoc", "inspect", "pipeline/tiny.py", "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    cmds = subprocess.run(
+        [sys.executable, "-m", "traindoc", "commands", "pipeline/tiny.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     result = json.loads(out.stdout)
     assert result["status"] == "failed" and "leak ***" in result["reason"]
-    written = "".join(p.read_text(errors="replace") for p in (root / ".cache").rglob("*") if p.suffix in (".json", ".jsonl", ".log"))
+    written = "".join(
+        p.read_text(errors="replace") for p in (root / ".cache").rglob("*") if p.suffix in (".json", ".jsonl", ".log")
+    )
     assert "debug ***" in written  # the user's print reached the rank log, redacted
     blob = out.stdout + out.stderr + facts.stdout + cmds.stdout + written
     assert "GITHUB_TOKEN" in cmds.stdout  # by name

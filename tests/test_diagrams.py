@@ -11,15 +11,15 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from zoo import GPT2_XL_PARAMS, ZOO, facts_for
 
 from traindoc import mermaid
 from traindoc.browser import render_many
 from traindoc.diagrams import KINDS, count, diagram, distributed_diagram, system_diagram
 from traindoc.facts import Facts
 from traindoc.introspect import build_on_meta
-from traindoc.loader import load
 from traindoc.introspect import facts as compute_facts
+from traindoc.loader import load
+from zoo import GPT2_XL_PARAMS, ZOO, facts_for
 
 REPO = Path(__file__).resolve().parents[1]
 GOLDEN = Path(__file__).parent / "golden"
@@ -51,12 +51,17 @@ def test_gpt2_xl_exact_parameters_on_meta_without_storage() -> None:
 
 
 def test_meta_build_allocates_no_real_storage() -> None:
+    from traindoc.spec import Pipeline
     from zoo import gpt2_xl
 
-    from traindoc.spec import Pipeline
-
-    spec = Pipeline(name="x", environment={"image": "i:1"}, model={"factory": gpt2_xl, "sample_input": {"shape": [1, 4], "dtype": "int64"}},
-                    data={"train": "zoo:small_data", "batch_size": 1}, optim={"optimizer": "torch.optim:SGD"}, checkpoint={"dir": "/c"})  # fmt: skip
+    spec = Pipeline(
+        name="x",
+        environment={"image": "i:1"},
+        model={"factory": gpt2_xl, "sample_input": {"shape": [1, 4], "dtype": "int64"}},
+        data={"train": "zoo:small_data", "batch_size": 1},
+        optim={"optimizer": "torch.optim:SGD"},
+        checkpoint={"dir": "/c"},
+    )
     model, where = build_on_meta(spec, Path(__file__))
     assert where == "meta"
     assert all(p.device.type == "meta" for p in model.parameters())
@@ -65,7 +70,6 @@ def test_meta_build_allocates_no_real_storage() -> None:
 
 def test_user_model_is_never_moved_mutated_or_kept(tmp_path: Path) -> None:
     import zoo
-
     from traindoc.spec import Pipeline
 
     shared = zoo.SharedTwice()
@@ -81,9 +85,14 @@ def test_user_model_is_never_moved_mutated_or_kept(tmp_path: Path) -> None:
         return m
 
     for factory in (handing_out_the_same_instance, fresh):
-        spec = Pipeline(name="x", environment={"image": "i:1"}, model={"factory": factory, "sample_input": {"shape": [1, 16]}},
-                        data={"train": zoo.small_data, "batch_size": 1}, optim={"optimizer": "torch.optim:SGD"},
-                        checkpoint={"dir": "/c"})  # fmt: skip
+        spec = Pipeline(
+            name="x",
+            environment={"image": "i:1"},
+            model={"factory": factory, "sample_input": {"shape": [1, 16]}},
+            data={"train": zoo.small_data, "batch_size": 1},
+            optim={"optimizer": "torch.optim:SGD"},
+            checkpoint={"dir": "/c"},
+        )
         compute_facts(spec, Path(zoo.__file__))
     assert all(p.device.type == "cpu" for p in shared.parameters())
     assert all(torch.equal(before[k], v) for k, v in shared.state_dict().items())
@@ -105,7 +114,9 @@ def test_tied_and_shared_weights_counted_once(zoo_facts: dict[str, Facts]) -> No
     assert gpt.tied_params == 512 * 64
     assert gpt.total_params == sum(p.numel() for p in ZOO["gpt_tied"][0]().parameters())
     shared = zoo_facts["shared"].model
-    assert shared.total_params == (16 * 32 + 32) + 2 * (32 * 32 + 32) + (32 * 4 + 4)  # shared.0 once, though called twice
+    assert shared.total_params == (16 * 32 + 32) + 2 * (32 * 32 + 32) + (
+        32 * 4 + 4
+    )  # shared.0 once, though called twice
     assert next(m for m in shared.modules if m.name == "shared").calls == 2
 
 
@@ -113,7 +124,9 @@ def test_tied_and_shared_weights_counted_once(zoo_facts: dict[str, Facts]) -> No
 
 
 @pytest.mark.browser
-def test_every_zoo_and_example_diagram_renders(session_browser: object, zoo_facts: dict[str, Facts], digits: Facts) -> None:
+def test_every_zoo_and_example_diagram_renders(
+    session_browser: object, zoo_facts: dict[str, Facts], digits: Facts
+) -> None:
     produced = [diagram(f, "model") for f in zoo_facts.values()]
     produced += [diagram(digits, k) for k in KINDS]
     produced += [diagram(digits, k, templates=str(REPO / "templates")) for k in KINDS]
@@ -131,7 +144,7 @@ def test_every_zoo_and_example_diagram_renders(session_browser: object, zoo_fact
 
 @pytest.mark.browser
 def test_the_articles_diagram_fails_unquoted_and_ours_renders(session_browser: object) -> None:
-    raw = 'flowchart TD\n  D[NVIDIA GPU (如 A100/V100)]'
+    raw = "flowchart TD\n  D[NVIDIA GPU (如 A100/V100)]"
     ours = f"flowchart TD\n  {mermaid.node_id('gpu')}[{mermaid.label('NVIDIA GPU (如 A100/V100)')}]"
     bad, good = render_many([raw, ours], browser=session_browser)
     assert bad.error and "got 'PS'" in bad.error
@@ -154,8 +167,13 @@ def test_node_ids_are_stable_and_follow_names(digits: Facts, tmp_path: Path) -> 
     assert a == b  # byte-identical
     assert "m_head_2_" in a and "g_features_0_" in a
     # a change in one module changes only that module's lines
-    changed = digits.model.model_copy(update={"modules": [m.model_copy(update={"total_params": 999}) if m.name == "head.2" else m
-                                                          for m in digits.model.modules]})  # fmt: skip
+    changed = digits.model.model_copy(
+        update={
+            "modules": [
+                m.model_copy(update={"total_params": 999}) if m.name == "head.2" else m for m in digits.model.modules
+            ]
+        }
+    )
     c = diagram(digits.model_copy(update={"model": changed}), "model").text
     diff = [(x, y) for x, y in zip(a.splitlines(), c.splitlines(), strict=True) if x != y]
     assert len(diff) == 1 and "head_2" in diff[0][0]
@@ -173,9 +191,23 @@ def test_property_node_ids_unique_and_safe(names: list[str]) -> None:
 
 def test_system_diagram_has_every_component_of_the_article(digits: Facts) -> None:
     text = system_diagram(digits).text
-    for needle in ["Developer machine", "Browser", "Terminal / IDE", "HTTP :8888", "SSH :2222", "Container",
-                   "Image pytorch-cuda:v2.6-cuda11.8", "GPU", "Jupyter server", "Python runtime",
-                   "Train entry point pipeline/digits.py", "DataLoader", "GPU compute", "Weights *.pt", "/checkpoints"]:  # fmt: skip
+    for needle in [
+        "Developer machine",
+        "Browser",
+        "Terminal / IDE",
+        "HTTP :8888",
+        "SSH :2222",
+        "Container",
+        "Image pytorch-cuda:v2.6-cuda11.8",
+        "GPU",
+        "Jupyter server",
+        "Python runtime",
+        "Train entry point pipeline/digits.py",
+        "DataLoader",
+        "GPU compute",
+        "Weights *.pt",
+        "/checkpoints",
+    ]:
         assert needle in text, needle
 
 
@@ -193,14 +225,30 @@ def test_project_template_override_wins(digits: Facts) -> None:
 
 
 def test_distributed_16_nodes_by_8_gpus_stays_readable(digits: Facts) -> None:
-    big = digits.model_copy(update={"distributed": digits.distributed.model_copy(update={
-        "nnodes": 16, "nproc_per_node": 8, "world_size": 128, "enabled": True, "backend": "nccl",
-        "rdzv_endpoint": "10.0.0.1:29400"})})  # fmt: skip
+    big = digits.model_copy(
+        update={
+            "distributed": digits.distributed.model_copy(
+                update={
+                    "nnodes": 16,
+                    "nproc_per_node": 8,
+                    "world_size": 128,
+                    "enabled": True,
+                    "backend": "nccl",
+                    "rdzv_endpoint": "10.0.0.1:29400",
+                }
+            )
+        }
+    )
     d = distributed_diagram(big)
     assert "13 more nodes" in d.text and "8 × CUDA GPU" in d.text and "ranks 120–127" in d.text
     assert d.nodes <= 10
-    single = digits.model_copy(update={"distributed": digits.distributed.model_copy(update={
-        "nnodes": 1, "nproc_per_node": 1, "world_size": 1, "enabled": False})})  # fmt: skip
+    single = digits.model_copy(
+        update={
+            "distributed": digits.distributed.model_copy(
+                update={"nnodes": 1, "nproc_per_node": 1, "world_size": 1, "enabled": False}
+            )
+        }
+    )
     assert "world size 1" in distributed_diagram(single).text
 
 

@@ -15,8 +15,13 @@ pytestmark = pytest.mark.browser
 
 
 def export(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "traindoc", "export", "pipeline/digits.py", *args], cwd=REPO,
-                          capture_output=True, text=True, check=False)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "traindoc", "export", "pipeline/digits.py", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 def test_svg_contains_the_node_labels(tmp_path: Path) -> None:
@@ -52,7 +57,13 @@ def test_no_browser_gives_a_clear_error(tmp_path: Path) -> None:
     import os
 
     env = {**os.environ, "TRAINDOC_CHROMIUM": str(tmp_path / "no-such-chromium")}
-    proc = subprocess.run([sys.executable, "-m", "traindoc", "export", "pipeline/digits.py", "-o", str(tmp_path / "x.svg")],
-                          cwd=REPO, capture_output=True, text=True, env=env, check=False)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "traindoc", "export", "pipeline/digits.py", "-o", str(tmp_path / "x.svg")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert proc.returncode == 8 and "no Chromium found: install it (Debian: apt-get install chromium)" in proc.stderr
     assert not (tmp_path / "x.svg").exists()

@@ -12,11 +12,32 @@ from traindoc import mermaid
 from traindoc.browser import render_many
 
 NASTY = [
-    'NVIDIA GPU (如 A100/V100)', 'a "quoted" word', "end", "<script>alert(1)</script>", "x;y|z", "#35; hash # and ;",
-    "back`tick`", "line1\nline2", "🚀 emoji ✨", "%% not a comment", "[brackets] {braces} (parens)", "&amp; &lt;",
-    "a -->|b| c", "o", "x", "\\back\\slash", "subgraph end", "click foo call bar()", ":::cls",
-    '<img src=x onerror="alert(1)">', "##quot;", "#lt;", "style x fill:red", "中文标签 · 训练", "\t tab and \r return",
-]  # fmt: skip
+    "NVIDIA GPU (如 A100/V100)",
+    'a "quoted" word',
+    "end",
+    "<script>alert(1)</script>",
+    "x;y|z",
+    "#35; hash # and ;",
+    "back`tick`",
+    "line1\nline2",
+    "🚀 emoji ✨",
+    "%% not a comment",
+    "[brackets] {braces} (parens)",
+    "&amp; &lt;",
+    "a -->|b| c",
+    "o",
+    "x",
+    "\\back\\slash",
+    "subgraph end",
+    "click foo call bar()",
+    ":::cls",
+    '<img src=x onerror="alert(1)">',
+    "##quot;",
+    "#lt;",
+    "style x fill:red",
+    "中文标签 · 训练",
+    "\t tab and \r return",
+]
 
 LABEL_TEXT = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",), max_codepoint=0x1FAFF), min_size=1, max_size=40

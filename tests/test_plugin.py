@@ -55,7 +55,12 @@ def build(root: Path, *extra: str, env: dict[str, str] | None = None) -> subproc
         cwd=root,
         capture_output=True,
         text=True,
-        env={**os.environ, "TRAINDOC_MERMAID_DIR": str(REPO / ".cache" / "mermaid" / "11.12.0"), "NO_MKDOCS_2_WARNING": "1", **(env or {})},
+        env={
+            **os.environ,
+            "TRAINDOC_MERMAID_DIR": str(REPO / ".cache" / "mermaid" / "11.12.0"),
+            "NO_MKDOCS_2_WARNING": "1",
+            **(env or {}),
+        },
         check=False,
     )
 
@@ -77,7 +82,7 @@ def test_execute_auto_runs_once_then_reuses_the_cache(make_project: ProjectFacto
     assert "✅ Passed" in page and "runs on CPU, as the spec asks" in page and "from the cache" not in page
     assert "xychart-beta" in page  # the loss curve, as copyable Mermaid
     assert page.count('class="mermaid"') == 1 and "reloaded into a fresh model and verified" in page
-    assert 'assets/traindoc/mermaid.min.js' in page and "unpkg" not in page and "jsdelivr" not in page
+    assert "assets/traindoc/mermaid.min.js" in page and "unpkg" not in page and "jsdelivr" not in page
     assert (root / "site" / "assets" / "traindoc" / "mermaid.min.js").stat().st_size > 1_000_000
     second = build(root)
     assert second.returncode == 0 and "from the cache" in html(root, "run")
@@ -88,7 +93,9 @@ def test_execute_never_and_always(make_project: ProjectFactory) -> None:
     root = make_site(make_project(), execute="never")
     out = build(root)
     assert out.returncode == 0, out.stderr
-    assert "Not run" in html(root, "run") and "execute is &#x27;never&#x27;" in html(root, "run") or "never" in html(root, "run")
+    assert ("Not run" in html(root, "run") and "execute is &#x27;never&#x27;" in html(root, "run")) or "never" in html(
+        root, "run"
+    )
     make_site(root, execute="always")
     assert build(root).returncode == 0 and "from the cache" not in html(root, "run")
     assert build(root).returncode == 0 and "from the cache" not in html(root, "run")  # always re-runs
@@ -119,7 +126,9 @@ def test_prerequisites_are_checked(make_project: ProjectFactory) -> None:
     (root / "mkdocs.yml").write_text(cfg.split("markdown_extensions:")[0])
     out = build(root)
     assert out.returncode != 0 and "diagrams need a Mermaid integration" in out.stderr
-    (root / "mkdocs.yml").write_text(cfg.replace("mermaid: local", "mermaid: https://unpkg.com/mermaid@11/dist/mermaid.min.js"))
+    (root / "mkdocs.yml").write_text(
+        cfg.replace("mermaid: local", "mermaid: https://unpkg.com/mermaid@11/dist/mermaid.min.js")
+    )
     out = build(root)
     assert out.returncode != 0 and "pinned to an exact version" in out.stderr
     out = build(make_site(root), env={"TRAINDOC_MERMAID_DIR": str(root / "nowhere")})
@@ -155,7 +164,7 @@ def test_built_site_renders_every_diagram_offline(make_project: ProjectFactory, 
 
 
 def _get(url: str) -> str:
-    with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - loopback only
+    with urllib.request.urlopen(url, timeout=10) as resp:
         return str(resp.read().decode("utf-8"))
 
 
@@ -181,10 +190,20 @@ def _torch_loaded(pid: int) -> bool:
 def test_serve_edits_markdown_without_training_and_reruns_on_pipeline_edits(make_project: ProjectFactory) -> None:
     root = make_site(make_project(docs_steps=20))
     port = free_port()
-    env = {**os.environ, "TRAINDOC_MERMAID_DIR": str(REPO / ".cache" / "mermaid" / "11.12.0"), "NO_MKDOCS_2_WARNING": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "mkdocs", "serve", "-a", f"127.0.0.1:{port}"],
-                            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+    env = {
+        **os.environ,
+        "TRAINDOC_MERMAID_DIR": str(REPO / ".cache" / "mermaid" / "11.12.0"),
+        "NO_MKDOCS_2_WARNING": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mkdocs", "serve", "-a", f"127.0.0.1:{port}"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}/"
     runs = root / ".cache" / "traindoc" / "runs"
     try:
@@ -205,7 +224,11 @@ def test_serve_edits_markdown_without_training_and_reruns_on_pipeline_edits(make
         _wait_for(base + "run/", lambda p: "✅ Passed" in p and "Running…" not in p)
         assert len(list(runs.iterdir())) == n_runs + 1
 
-        mods.write_text(mods.read_text().replace('if mode == "slow":', 'if True:\n        raise ValueError("broken on purpose")\n    if mode == "slow":'))
+        mods.write_text(
+            mods.read_text().replace(
+                'if mode == "slow":', 'if True:\n        raise ValueError("broken on purpose")\n    if mode == "slow":'
+            )
+        )
         failed = _wait_for(base + "run/", lambda p: "broken on purpose" in p)
         assert "❌ Failed" in failed
         assert proc.poll() is None, "the dev server crashed"

@@ -16,7 +16,12 @@ from traindoc.errors import MarkerError
 from traindoc.readme import update_file
 
 KINDS = {"system", "model"}
-LINE = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), max_size=30)
+LINE = st.text(
+    alphabet=st.characters(
+        blacklist_categories=("Cs",), blacklist_characters="\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"
+    ),
+    max_size=30,
+)
 EOL = st.sampled_from(["\n", "\r\n"])
 
 
@@ -38,13 +43,21 @@ def documents(draw: st.DrawFn) -> tuple[str, int]:
             parts.append(line + eol)
         elif choice == "section":
             kind = draw(st.sampled_from(sorted(KINDS)))
-            inside = draw(st.lists(LINE.filter(lambda x: "traindoc:" not in x and "`" not in x and "~" not in x), max_size=3))
-            parts.append(f"<!-- traindoc:begin {kind} pipeline=p -->{eol}" + "".join(x + eol for x in inside) + f"<!-- traindoc:end -->{eol}")
+            inside = draw(
+                st.lists(LINE.filter(lambda x: "traindoc:" not in x and "`" not in x and "~" not in x), max_size=3)
+            )
+            parts.append(
+                f"<!-- traindoc:begin {kind} pipeline=p -->{eol}"
+                + "".join(x + eol for x in inside)
+                + f"<!-- traindoc:end -->{eol}"
+            )
             n_sections += 1
         else:  # markers inside a code fence are plain text
             parts.append(f"```markdown{eol}<!-- traindoc:begin system -->{eol}<!-- traindoc:end -->{eol}```{eol}")
     if parts and draw(st.booleans()):
-        parts[-1] = parts[-1].rstrip("\r\n") if "traindoc:end" not in parts[-1] and "```" not in parts[-1] else parts[-1]
+        parts[-1] = (
+            parts[-1].rstrip("\r\n") if "traindoc:end" not in parts[-1] and "```" not in parts[-1] else parts[-1]
+        )
     return "".join(parts), n_sections
 
 
@@ -95,9 +108,18 @@ def test_property_documents_without_markers_are_untouched(text: str) -> None:
     [
         ("a\n<!-- traindoc:begin system -->\nx\n", "README.md(2): traindoc:begin system is never closed"),
         ("a\n<!-- traindoc:end -->\n", "README.md(2): traindoc:end without a matching traindoc:begin"),
-        ("<!-- traindoc:begin system -->\n<!-- traindoc:begin model -->\n<!-- traindoc:end -->\n", "README.md(2): nested traindoc:begin"),
-        ("\n\n<!-- traindoc:begin nonsense -->\n<!-- traindoc:end -->\n", "README.md(3): unknown section kind 'nonsense'"),
-        ("<!-- traindoc:begin system p -->\n<!-- traindoc:end -->\n", "README.md(1): marker parameter 'p' must be key=value"),
+        (
+            "<!-- traindoc:begin system -->\n<!-- traindoc:begin model -->\n<!-- traindoc:end -->\n",
+            "README.md(2): nested traindoc:begin",
+        ),
+        (
+            "\n\n<!-- traindoc:begin nonsense -->\n<!-- traindoc:end -->\n",
+            "README.md(3): unknown section kind 'nonsense'",
+        ),
+        (
+            "<!-- traindoc:begin system p -->\n<!-- traindoc:end -->\n",
+            "README.md(1): marker parameter 'p' must be key=value",
+        ),
         ("text <!-- traindoc:begin system --> more\n", "README.md(1): a traindoc marker must stand alone on its line"),
     ],
 )
@@ -111,17 +133,30 @@ def test_bad_markers_leave_the_file_untouched(digits_copy: Path) -> None:
     readme = digits_copy / "README.md"
     original = b"# x\r\n<!-- traindoc:begin system pipeline=digits -->\r\n<!-- traindoc:begin model -->\r\n"
     readme.write_bytes(original)
-    proc = subprocess.run([sys.executable, "-m", "traindoc", "readme", "README.md"], cwd=digits_copy, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "traindoc", "readme", "README.md"],
+        cwd=digits_copy,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 6 and "README.md(3): nested traindoc:begin" in proc.stderr
     assert readme.read_bytes() == original
 
 
 def test_readme_fill_then_check(digits_copy: Path) -> None:
     readme = digits_copy / "README.md"
-    readme.write_bytes(b"# Title\r\n\r\n<!-- traindoc:begin system pipeline=digits -->\r\n<!-- traindoc:end -->\r\nafter\r\n"
-                       b"<!-- traindoc:begin model-table -->\r\nstale\r\n<!-- traindoc:end -->\r\n")  # fmt: skip
-    check = subprocess.run([sys.executable, "-m", "traindoc", "readme", "README.md", "--check"], cwd=digits_copy,
-                           capture_output=True, text=True, check=False)  # fmt: skip
+    readme.write_bytes(
+        b"# Title\r\n\r\n<!-- traindoc:begin system pipeline=digits -->\r\n<!-- traindoc:end -->\r\nafter\r\n"
+        b"<!-- traindoc:begin model-table -->\r\nstale\r\n<!-- traindoc:end -->\r\n"
+    )
+    check = subprocess.run(
+        [sys.executable, "-m", "traindoc", "readme", "README.md", "--check"],
+        cwd=digits_copy,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert check.returncode == 7 and "+```mermaid" in check.stdout and "-stale" in check.stdout
     changed, _ = update_file(readme)
     assert changed
@@ -130,8 +165,13 @@ def test_readme_fill_then_check(digits_copy: Path) -> None:
     assert b"\r\nafter\r\n" in data and b"| `features` | Sequential | 21,592 |" in data
     assert b"\n" not in data.replace(b"\r\n", b"")
     assert update_file(readme) == (False, "")
-    ok = subprocess.run([sys.executable, "-m", "traindoc", "readme", "README.md", "--check"], cwd=digits_copy,
-                        capture_output=True, text=True, check=False)  # fmt: skip
+    ok = subprocess.run(
+        [sys.executable, "-m", "traindoc", "readme", "README.md", "--check"],
+        cwd=digits_copy,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert ok.returncode == 0
 
 

@@ -30,20 +30,62 @@ def opts(**kw: object) -> RunOptions:
 
 def test_launch_plan_single_process_and_torchrun() -> None:
     w = launch.WorkerOptions(pipeline="p.py", run_dir="/r", docs=True)
-    one = launch.plan(w, python="py", device="cpu", backend="auto", nnodes=1, nproc_per_node=1,
-                      rdzv_endpoint="127.0.0.1:29500", rdzv_id="x")  # fmt: skip
+    one = launch.plan(
+        w,
+        python="py",
+        device="cpu",
+        backend="auto",
+        nnodes=1,
+        nproc_per_node=1,
+        rdzv_endpoint="127.0.0.1:29500",
+        rdzv_id="x",
+    )
     assert [x.argv for x in one] == [["py", "-m", "traindoc.worker", "p.py", "--run-dir", "/r", "--docs"]]
     assert one[0].env["TRAINDOC_BACKEND"] == "gloo"
-    ddp = launch.plan(w, python="py", device="cuda", backend="auto", nnodes=1, nproc_per_node=8,
-                      rdzv_endpoint="127.0.0.1:29500", rdzv_id="x")  # fmt: skip
-    assert ddp[0].argv[:9] == ["py", "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc-per-node", "8", "-m"]
+    ddp = launch.plan(
+        w,
+        python="py",
+        device="cuda",
+        backend="auto",
+        nnodes=1,
+        nproc_per_node=8,
+        rdzv_endpoint="127.0.0.1:29500",
+        rdzv_id="x",
+    )
+    assert ddp[0].argv[:9] == [
+        "py",
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes",
+        "1",
+        "--nproc-per-node",
+        "8",
+        "-m",
+    ]
     assert ddp[0].env["TRAINDOC_BACKEND"] == "nccl"
-    loop = launch.plan(w, python="py", device="cpu", backend="gloo", nnodes=2, nproc_per_node=1,
-                       rdzv_endpoint="127.0.0.1:29511", rdzv_id="job")  # fmt: skip
+    loop = launch.plan(
+        w,
+        python="py",
+        device="cpu",
+        backend="gloo",
+        nnodes=2,
+        nproc_per_node=1,
+        rdzv_endpoint="127.0.0.1:29511",
+        rdzv_id="job",
+    )
     assert [x.node_rank for x in loop] == [0, 1]
     assert "--rdzv-endpoint" in loop[1].argv and "127.0.0.1:29511" in loop[1].argv and "--node-rank" in loop[1].argv
-    remote = launch.plan(w, python="py", device="cuda", backend="nccl", nnodes=16, nproc_per_node=8,
-                         rdzv_endpoint="10.1.2.3:29400", rdzv_id="job")  # fmt: skip
+    remote = launch.plan(
+        w,
+        python="py",
+        device="cuda",
+        backend="nccl",
+        nnodes=16,
+        nproc_per_node=8,
+        rdzv_endpoint="10.1.2.3:29400",
+        rdzv_id="job",
+    )
     assert len(remote) == 1  # other machines launch their own node
     with pytest.raises(ValueError, match="nccl"):
         launch.resolve_backend("nccl", "cpu")
@@ -97,8 +139,12 @@ def test_resume_after_sigkill_reaches_the_same_parameters(make_project: ProjectF
     assert straight.ok and straight.steps == 48
     killed = tmp_path / "killed"
     env = {**os.environ, "TINY_MODE": "slow", "TRAINDOC_DEVICE": "cpu"}
-    proc = subprocess.Popen([sys.executable, "-m", "traindoc.worker", "pipeline/tiny.py", "--run-dir", str(killed)],
-                            cwd=root, env=env, start_new_session=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "traindoc.worker", "pipeline/tiny.py", "--run-dir", str(killed)],
+        cwd=root,
+        env=env,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 60
     while not checkpoint.path_for(killed / "checkpoints", 20, ".pt").exists():
         assert proc.poll() is None and time.monotonic() < deadline, "worker ended before its second checkpoint"
@@ -126,8 +172,9 @@ def test_resume_after_sigkill_reaches_the_same_parameters(make_project: ProjectF
         ("die", 2, "rank 1 died"),
     ],
 )
-def test_failures_are_one_clear_line_with_the_log_tail(make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch,
-                                                       mode: str, nproc: int, expected: str) -> None:  # fmt: skip
+def test_failures_are_one_clear_line_with_the_log_tail(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch, mode: str, nproc: int, expected: str
+) -> None:
     root = make_project(nproc=nproc)
     monkeypatch.setenv("TINY_MODE", mode)
     r = runner.run("pipeline/tiny.py", opts(), root)
@@ -148,7 +195,9 @@ def test_exception_on_one_rank_names_the_rank(make_project: ProjectFactory, monk
     assert not r.ok and r.failed_rank == 1 and r.reason.startswith("rank 1: RuntimeError: boom in user loss")
 
 
-def test_timeout_kills_every_rank_and_reports_progress(make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_timeout_kills_every_rank_and_reports_progress(
+    make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = make_project(nproc=2, epochs=50)
     monkeypatch.setenv("TINY_MODE", "slow")
     started = time.monotonic()
@@ -162,7 +211,13 @@ def test_timeout_kills_every_rank_and_reports_progress(make_project: ProjectFact
 def test_cli_exit_code_for_a_failed_run(make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_project()
     monkeypatch.setenv("TINY_MODE", "nan")
-    proc = subprocess.run([sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py"], cwd=root, capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 5 and "FAILED" in proc.stdout and "step 7" in proc.stdout
 
 
@@ -225,7 +280,9 @@ def test_cache_hit_decision_does_not_import_torch(make_project: ProjectFactory) 
 def test_two_concurrent_runs_share_one_cache(make_project: ProjectFactory) -> None:
     root = make_project()
     cmd = [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py"]
-    procs = [subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert sum("(from cache)" in o for o, _ in outs) == 1  # one trained, the other waited and reused it

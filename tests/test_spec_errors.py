@@ -47,14 +47,28 @@ def spec_module(overrides: str) -> str:
 
 
 CASES = [
-    ("unknown field", "spec['checkpoint']['keep_lats'] = 2", "checkpoint.keep_lats", "unknown field; allowed here: dir, every_steps, format, keep_last, resume"),
+    (
+        "unknown field",
+        "spec['checkpoint']['keep_lats'] = 2",
+        "checkpoint.keep_lats",
+        "unknown field; allowed here: dir, every_steps, format, keep_last, resume",
+    ),
     ("wrong type", "spec['data']['batch_size'] = 'big'", "data.batch_size", "valid integer"),
     ("zero batch size", "spec['data']['batch_size'] = 0", "data.batch_size", "greater than 0"),
     ("negative batch size", "spec['data']['batch_size'] = -8", "data.batch_size", "greater than 0"),
     ("relative checkpoint dir", "spec['checkpoint']['dir'] = 'ckpt'", "checkpoint.dir", "absolute container path"),
-    ("two volumes one path", "spec['environment']['volumes'] = [{'host': 'a', 'container': '/d'}, {'host': 'b', 'container': '/d'}]",
-     "environment", "already mounted"),
-    ("threshold out of range", "spec['expect'] = {'min_val_accuracy': 1.5}", "expect.min_val_accuracy", "less than or equal to 1"),
+    (
+        "two volumes one path",
+        "spec['environment']['volumes'] = [{'host': 'a', 'container': '/d'}, {'host': 'b', 'container': '/d'}]",
+        "environment",
+        "already mounted",
+    ),
+    (
+        "threshold out of range",
+        "spec['expect'] = {'min_val_accuracy': 1.5}",
+        "expect.min_val_accuracy",
+        "less than or equal to 1",
+    ),
     ("keep_last zero", "spec['checkpoint']['keep_last'] = 0", "checkpoint.keep_last", "greater than or equal to 1"),
     ("env value instead of name", "spec['environment']['env'] = ['TOKEN=abc123']", "environment.env", "NAME only"),
     ("bad factory string", "spec['model']['factory'] = 'not a ref'", "model.factory", "'module:attr'"),
@@ -65,8 +79,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("label", "override", "field", "message"), CASES, ids=[c[0] for c in CASES])
-def test_spec_error_names_file_line_field(tmp_path: Path, capsys: pytest.CaptureFixture[str], label: str, override: str,
-                                          field: str, message: str) -> None:  # fmt: skip
+def test_spec_error_names_file_line_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], label: str, override: str, field: str, message: str
+) -> None:
     path = write(tmp_path, spec_module(override))
     code, err = run_cli(capsys, str(path))
     assert code == 3, err
@@ -107,7 +122,7 @@ def test_user_import_error_shows_user_traceback(tmp_path: Path, capsys: pytest.C
     code, err = run_cli(capsys, str(path))
     assert code == 4
     assert "RuntimeError: from the user module" in err
-    assert "helper.py" in err and 'line 2, in boom' in err
+    assert "helper.py" in err and "line 2, in boom" in err
     assert "traindoc/loader.py" not in err and "importlib" not in err  # only the user's frames
 
 
@@ -125,11 +140,13 @@ def test_factory_that_raises(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_forward_failure_names_the_submodule(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "tinymods.py").write_text(textwrap.dedent("""
+    (tmp_path / "tinymods.py").write_text(
+        textwrap.dedent("""
         from torch import nn
         def TinyNet():
             return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Sequential(nn.Linear(15, 4)))
-    """))
+    """)
+    )
     path = write(tmp_path, spec_module(""))
     code, err = run_cli(capsys, str(path))
     assert code == 4, err
@@ -145,8 +162,9 @@ def test_syntax_error_names_file_and_line(tmp_path: Path, capsys: pytest.Capture
 @given(st.integers(max_value=0))
 def test_property_nonpositive_batch_sizes_always_rejected(size: int) -> None:
     spec = {**GOOD, "data": {**GOOD["data"], "batch_size": size}}
-    from traindoc.loader import spec_error
     from pydantic import ValidationError
+
+    from traindoc.loader import spec_error
 
     with pytest.raises(ValidationError) as info:
         Pipeline(**spec)

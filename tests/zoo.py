@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 
 
 class BasicBlock(nn.Module):
@@ -36,7 +36,11 @@ class ResNetish(nn.Module):
         layers = []
         c = widths[0]
         for i, w in enumerate(widths):
-            layers.append(nn.Sequential(*[BasicBlock(c if j == 0 else w, w, 2 if (j == 0 and i > 0) else 1) for j in range(blocks)]))
+            layers.append(
+                nn.Sequential(
+                    *[BasicBlock(c if j == 0 else w, w, 2 if (j == 0 and i > 0) else 1) for j in range(blocks)]
+                )
+            )
             c = w
         self.layers = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -141,7 +145,9 @@ class LSTMTagger(nn.Module):
 
 
 def double_conv(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU())
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU()
+    )
 
 
 class UNet(nn.Module):

@@ -48,7 +48,9 @@ def fetch_mermaid(version: str | None = None, root: Path | None = None) -> Path:
     if npm is None:
         raise BrowserUnavailable("npm not found: install Node.js/npm (Debian: apt-get install npm) to fetch Mermaid")
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run([npm, "pack", f"mermaid@{version}", "--silent"], cwd=tmp, capture_output=True, text=True, check=False)
+        proc = subprocess.run(
+            [npm, "pack", f"mermaid@{version}", "--silent"], cwd=tmp, capture_output=True, text=True, check=False
+        )
         if proc.returncode != 0:
             raise BrowserUnavailable(f"npm pack mermaid@{version} failed: {proc.stderr.strip()[-500:]}")
         tgz = next(Path(tmp).glob("mermaid-*.tgz"))

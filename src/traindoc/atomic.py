@@ -40,7 +40,10 @@ def write_with(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
 
 
 def write_bytes(path: Path, data: bytes) -> None:
-    write_with(path, lambda fh: fh.write(data) and None)
+    def writer(fh: IO[bytes]) -> None:
+        fh.write(data)
+
+    write_with(path, writer)
 
 
 def write_text(path: Path, text: str) -> None:

@@ -71,11 +71,7 @@ def _package_of(file: Path, roots: list[Path]) -> str | None:
             rel = file.relative_to(root)
         except ValueError:
             continue
-        parts = list(rel.with_suffix("").parts)
-        if parts and parts[-1] == "__init__":
-            parts = parts[:-1]
-        else:
-            parts = parts[:-1]
+        parts = list(rel.with_suffix("").parts)[:-1]  # pkg/__init__.py and pkg/mod.py both live in "pkg"
         return ".".join(parts) if parts else None
     return None
 

@@ -39,8 +39,14 @@ def rng_state() -> dict[str, Any]:
     try:
         import numpy as np
 
-        kind, keys, pos, has_gauss, cached = np.random.get_state()  # type: ignore[misc]
-        state["numpy"] = (str(kind), torch.from_numpy(keys.astype("int64")), int(pos), int(has_gauss), float(cached))
+        kind, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
+        state["numpy"] = (
+            str(kind),
+            torch.from_numpy(np.asarray(keys).astype("int64")),
+            int(pos),
+            int(has_gauss),
+            float(cached),
+        )
     except ImportError:  # pragma: no cover
         pass
     return state

@@ -104,7 +104,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from . import export
 
     facts = _facts(args)
-    out = export.export(facts, args.kind, args.format, Path(args.output), theme=args.theme, scale=args.scale, depth=args.depth)
+    out = export.export(
+        facts, args.kind, args.format, Path(args.output), theme=args.theme, scale=args.scale, depth=args.depth
+    )
     print(f"wrote {out}")
     return 0
 
@@ -143,7 +145,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def pipeline_arg(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("pipeline", help="pipeline reference: file.py, file.py:name, package.module:name, or a name from pyproject.toml")
+        sp.add_argument(
+            "pipeline",
+            help="pipeline reference: file.py, file.py:name, package.module:name, or a name from pyproject.toml",
+        )
         sp.add_argument("--cache-dir", default=None, help="cache folder (default .cache/traindoc)")
         sp.add_argument("--no-cache", action="store_true", help="neither read nor write cached facts")
 
@@ -157,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline_arg(sp)
     sp.add_argument("--kind", choices=["system", "model", "data", "distributed"], default="system")
     sp.add_argument("--depth", type=int, default=None, help="model diagram: module tree depth (default: all that fits)")
-    sp.add_argument("--format", choices=["mmd", "md"], default="mmd", help="mmd = Mermaid text; md = a ```mermaid fence")
+    sp.add_argument(
+        "--format", choices=["mmd", "md"], default="mmd", help="mmd = Mermaid text; md = a ```mermaid fence"
+    )
     sp.set_defaults(func=cmd_diagram)
 
     sp = sub.add_parser("run", help="run the training (child process; torchrun for DDP) and record results")

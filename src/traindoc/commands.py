@@ -75,18 +75,35 @@ def torchrun_lines(facts: Facts) -> list[tuple[str, list[str]]]:
     d = facts.distributed
     entry = [facts.source, "--run-dir", RUN_DIR]
     if d.nnodes == 1:
-        argv = launch.display_command(facts.source, nnodes=1, nproc_per_node=d.nproc_per_node,
-                                      rdzv_endpoint=d.rdzv_endpoint, rdzv_id=d.rdzv_id)  # fmt: skip
+        argv = launch.display_command(
+            facts.source, nnodes=1, nproc_per_node=d.nproc_per_node, rdzv_endpoint=d.rdzv_endpoint, rdzv_id=d.rdzv_id
+        )
         if argv[0] != "torchrun":
-            argv = ["torchrun", "--standalone", "--nnodes", "1", "--nproc-per-node", "1", "-m", "traindoc.worker", facts.source]
+            argv = [
+                "torchrun",
+                "--standalone",
+                "--nnodes",
+                "1",
+                "--nproc-per-node",
+                "1",
+                "-m",
+                "traindoc.worker",
+                facts.source,
+            ]
         return [("single node", [*argv, *entry[1:]])]
     ranks = list(range(d.nnodes))
     if len(ranks) > MAX_NODE_LINES:
         ranks = [0, 1, d.nnodes - 1]
     out = []
     for r in ranks:
-        argv = launch.display_command(facts.source, nnodes=d.nnodes, nproc_per_node=d.nproc_per_node,
-                                      rdzv_endpoint=d.rdzv_endpoint, rdzv_id=d.rdzv_id, node_rank=r)  # fmt: skip
+        argv = launch.display_command(
+            facts.source,
+            nnodes=d.nnodes,
+            nproc_per_node=d.nproc_per_node,
+            rdzv_endpoint=d.rdzv_endpoint,
+            rdzv_id=d.rdzv_id,
+            node_rank=r,
+        )
         out.append((f"node {r} of {d.nnodes}", [*argv, *entry[1:]]))
     return out
 
@@ -106,18 +123,35 @@ def pytorchjob(facts: Facts) -> dict[str, Any]:
         "image": env.image,
         "command": ["torchrun", "-m", "traindoc.worker", facts.source, "--run-dir", RUN_DIR],
         "workingDir": env.workdir,
-        "volumeMounts": [{"name": _volume_name(v.container), "mountPath": v.container, "readOnly": v.read_only}
-                         for v in env.volumes] + [{"name": "dshm", "mountPath": "/dev/shm"}],  # fmt: skip
+        "volumeMounts": [
+            {"name": _volume_name(v.container), "mountPath": v.container, "readOnly": v.read_only} for v in env.volumes
+        ]
+        + [{"name": "dshm", "mountPath": "/dev/shm"}],
         "env": [
             {"name": n, "valueFrom": {"secretKeyRef": {"name": f"{name}-secrets", "key": n}}} for n in env.env_names
         ],
     }
     if gpus:
         container["resources"] = {"limits": {"nvidia.com/gpu": gpus}}
-    pod: dict[str, Any] = {"containers": [container], "volumes": [
-        {"name": _volume_name(v.container), "persistentVolumeClaim": {"claimName": f"{name}-{_volume_name(v.container)}"}}
-        for v in env.volumes
-    ] + [{"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": env.shm_size.upper() + "i" if env.shm_size[-1].isalpha() else env.shm_size}}]}  # fmt: skip
+    pod: dict[str, Any] = {
+        "containers": [container],
+        "volumes": [
+            {
+                "name": _volume_name(v.container),
+                "persistentVolumeClaim": {"claimName": f"{name}-{_volume_name(v.container)}"},
+            }
+            for v in env.volumes
+        ]
+        + [
+            {
+                "name": "dshm",
+                "emptyDir": {
+                    "medium": "Memory",
+                    "sizeLimit": env.shm_size.upper() + "i" if env.shm_size[-1].isalpha() else env.shm_size,
+                },
+            }
+        ],
+    }
     if env.user and env.user.split(":")[0].isdigit():
         uid, _, gid = env.user.partition(":")
         pod["securityContext"] = {"runAsUser": int(uid), **({"runAsGroup": int(gid)} if gid.isdigit() else {})}

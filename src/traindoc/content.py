@@ -48,9 +48,13 @@ def block(
     if kind == "commands":
         return commands.render_commands(facts, "all", templates)
     if kind == "quickstart":
-        return render("quickstart.md.j2", templates, facts=facts,
-                      commands=commands.render_commands(facts, "docker", templates) +
-                      commands.render_commands(facts, "torchrun", templates))  # fmt: skip
+        return render(
+            "quickstart.md.j2",
+            templates,
+            facts=facts,
+            commands=commands.render_commands(facts, "docker", templates)
+            + commands.render_commands(facts, "torchrun", templates),
+        )
     if kind == "lint":
         return render("lint.md.j2", templates, findings=lint.lint(facts), facts=facts)
     if kind == "model-table":

@@ -126,29 +126,66 @@ def build_view(model: ModelFacts, depth: int | None, cap: int | None) -> tuple[M
     def view(m: ModuleFact, level: int) -> ViewNode:
         children = kids.get(m.name, [])
         if not children or (depth is not None and level >= depth):
-            return ViewNode(mermaid.node_id(m.name, "m"), m.name, m.cls, m.total_params, m.output_shapes, "leaf",
-                            members=subtree(m.name))  # fmt: skip
-        return ViewNode(mermaid.node_id(m.name, "g"), m.name, m.cls, m.total_params, m.output_shapes, "group",
-                        children=level_nodes(children, level + 1), members=[m.name])  # fmt: skip
+            return ViewNode(
+                mermaid.node_id(m.name, "m"),
+                m.name,
+                m.cls,
+                m.total_params,
+                m.output_shapes,
+                "leaf",
+                members=subtree(m.name),
+            )
+        return ViewNode(
+            mermaid.node_id(m.name, "g"),
+            m.name,
+            m.cls,
+            m.total_params,
+            m.output_shapes,
+            "group",
+            children=level_nodes(children, level + 1),
+            members=[m.name],
+        )
 
     def level_nodes(mods: list[ModuleFact], level: int) -> list[ViewNode]:
         out: list[ViewNode] = []
         for run in _runs(mods):
             if len(run) >= 2:
                 members = [n for r in run for n in subtree(r.name)]
-                out.append(ViewNode(mermaid.node_id(run[0].name + "*", "f"), run[0].name, run[0].cls,
-                                    run[0].total_params, run[-1].output_shapes, "folded",
-                                    members=members, first=run[0].name, last=run[-1].name,
-                                    count=len(run)))  # fmt: skip
+                out.append(
+                    ViewNode(
+                        mermaid.node_id(run[0].name + "*", "f"),
+                        run[0].name,
+                        run[0].cls,
+                        run[0].total_params,
+                        run[-1].output_shapes,
+                        "folded",
+                        members=members,
+                        first=run[0].name,
+                        last=run[-1].name,
+                        count=len(run),
+                    )
+                )
                 folded_notes.append(f"{run[0].name} … {run[-1].name}: {run[0].cls} × {len(run)}")
             else:
                 out.append(view(run[0], level))
         if cap is not None and len(out) > cap:
             keep, rest = out[: cap - 1], out[cap - 1 :]
             members = [n for r in rest for n in (r.members or [r.name])]
-            out = [*keep, ViewNode(mermaid.node_id(rest[0].name + "+", "r"), rest[0].name, f"{len(rest)} more modules",
-                                   sum(r.params for r in rest), rest[-1].shapes, "more", members=members,
-                                   first=rest[0].name, last=rest[-1].name, count=len(rest))]  # fmt: skip
+            out = [
+                *keep,
+                ViewNode(
+                    mermaid.node_id(rest[0].name + "+", "r"),
+                    rest[0].name,
+                    f"{len(rest)} more modules",
+                    sum(r.params for r in rest),
+                    rest[-1].shapes,
+                    "more",
+                    members=members,
+                    first=rest[0].name,
+                    last=rest[-1].name,
+                    count=len(rest),
+                ),
+            ]
         return out
 
     roots = kids.get("", [])
@@ -209,7 +246,7 @@ def model_diagram(facts: Facts, depth: int | None = None, templates: str | None 
     start = full if depth is None else max(1, min(depth, full))
     attempts: list[tuple[int, int | None]] = [(d, None) for d in range(start, 0, -1)]
     attempts += [(1, c) for c in (60, 30, 12, 6)]
-    text, notes = "", ()
+    text, notes = "", tuple[str, ...]()
     for d, cap in attempts:
         view, folded = build_view(facts.model, d, cap)
         notes_list = [f"folded {f}" for f in folded]
@@ -258,8 +295,7 @@ def distributed_diagram(facts: Facts, templates: str | None = None) -> Diagram:
     else:
         shown, hidden = list(range(d.nnodes)), 0
     nodes = [
-        {"rank": n, "first_rank": n * d.nproc_per_node, "last_rank": (n + 1) * d.nproc_per_node - 1}
-        for n in shown
+        {"rank": n, "first_rank": n * d.nproc_per_node, "last_rank": (n + 1) * d.nproc_per_node - 1} for n in shown
     ]
     text = render("distributed.mmd.j2", templates, facts=facts, nodes=nodes, hidden=hidden, **_node_label_parts(facts))
     return _diagram("distributed", text)

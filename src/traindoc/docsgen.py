@@ -53,7 +53,9 @@ def parse_options(body: str, where: str) -> FenceOptions:
         raise FenceError(f"{where}: traindoc fence must hold 'key: value' lines (pipeline, show, depth)")
     unknown = set(data) - {"pipeline", "show", "depth"}
     if unknown:
-        raise FenceError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: pipeline, show, depth")
+        raise FenceError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: pipeline, show, depth"
+        )
     show = str(data.get("show", "system"))
     if show not in SHOW:
         raise FenceError(f"{where}: show: {show!r} is not one of {', '.join(SHOW)}")
@@ -145,13 +147,16 @@ class CachedProvider:
 
 def formatter(source: str, language: str, css_class: str, options: dict[str, Any], md: Any, **kwargs: Any) -> str:
     """pymdownx.superfences custom-fence formatter: ``format: !!python/name:traindoc.docsgen.formatter``."""
-    import markdown as _markdown
+    import markdown as _markdown  # type: ignore[import-untyped]
     from pymdownx.superfences import fence_code_format
 
     text = render_fence(parse_options(source, "traindoc fence"), CachedProvider())
     inner = _markdown.Markdown(
         extensions=["tables", "pymdownx.superfences"],
-        extension_configs={"pymdownx.superfences": {"custom_fences": [
-            {"name": "mermaid", "class": "mermaid", "format": fence_code_format}]}},  # fmt: skip
+        extension_configs={
+            "pymdownx.superfences": {
+                "custom_fences": [{"name": "mermaid", "class": "mermaid", "format": fence_code_format}]
+            }
+        },
     )
     return f'<div class="traindoc">{inner.convert(text)}</div>'

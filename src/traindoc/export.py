@@ -21,8 +21,16 @@ def png_size(data: bytes) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def export(facts: Facts, kind: str, fmt: str, output: Path, *, theme: str = "light", scale: float = 2.0,
-           depth: int | None = None) -> Path:  # fmt: skip
+def export(
+    facts: Facts,
+    kind: str,
+    fmt: str,
+    output: Path,
+    *,
+    theme: str = "light",
+    scale: float = 2.0,
+    depth: int | None = None,
+) -> Path:
     d = diagrams.diagram(facts, kind, depth, project_templates_dir(find_root()))
     if fmt == "mmd":
         atomic.write_text(output, d.text)
@@ -45,8 +53,9 @@ def export(facts: Facts, kind: str, fmt: str, output: Path, *, theme: str = "lig
                       el.setAttribute('width', Math.ceil(vb.width)); el.setAttribute('height', Math.ceil(vb.height));
                       el.style.maxWidth = 'none'; el.style.display = 'block';
                       host.style.boxSizing = 'border-box';
-                      host.style.width = (Math.ceil(vb.width) + 32) + 'px'; host.style.height = (Math.ceil(vb.height) + 32) + 'px';
-                      return {svg: svg, error: null, width: Math.ceil(vb.width) + 32, height: Math.ceil(vb.height) + 32};
+                      const w = Math.ceil(vb.width) + 32, h = Math.ceil(vb.height) + 32;
+                      host.style.width = w + 'px'; host.style.height = h + 'px';
+                      return {svg: svg, error: null, width: w, height: h};
                     } catch (e) { return {svg: '', error: String(e && e.message || e)}; }
                 }""",
                 [d.text, mermaid_theme],

@@ -78,7 +78,7 @@ def device_facts(requested: Any) -> DeviceFacts:
         sentence = "ran on CPU: no CUDA device visible" + (
             " (the spec asks for CUDA; falling back visibly)" if wants_cuda else ""
         )
-    cudnn = torch.backends.cudnn.version() if has_cuda else None
+    cudnn = torch.backends.cudnn.version() if has_cuda else None  # type: ignore[no-untyped-call]
     return DeviceFacts(
         requested=req,
         resolved=resolved,
@@ -113,7 +113,9 @@ def build_on_meta(spec: Pipeline, file: Path) -> tuple[nn.Module, str]:
         model = call(spec.model.factory, "model.factory", file)
         traced_on = "meta (built on CPU, then moved)"
     if not isinstance(model, nn.Module):
-        raise SpecError([Problem(str(file), f"must return an nn.Module, returned {type(model).__name__}", field="model.factory")])
+        raise SpecError(
+            [Problem(str(file), f"must return an nn.Module, returned {type(model).__name__}", field="model.factory")]
+        )
     if any(t.device.type != "meta" for t in [*model.parameters(), *model.buffers()]):
         model = copy.deepcopy(model)  # a factory handing out a shared instance: never move the user's object
     return model.to("meta"), traced_on
@@ -271,7 +273,7 @@ def tensor_bytes(dataset: Any) -> int | None:
     """Bytes of a TensorDataset-like dataset (``.tensors``), else None."""
     tensors = getattr(dataset, "tensors", None)
     if isinstance(tensors, tuple) and tensors and all(isinstance(t, torch.Tensor) for t in tensors):
-        return sum(t.numel() * t.element_size() for t in tensors)
+        return int(sum(t.numel() * t.element_size() for t in tensors))
     return None
 
 
@@ -291,7 +293,9 @@ def data_facts(spec: Pipeline, file: Path, device: DeviceFacts, world_size: int)
         n_val = len(val) if val is not None else None
         first = train[0]
     except Exception as exc:
-        raise UserCodeError(f"{file}: data.train: the dataset must support len() and [0]: {exc}", user_traceback(exc)) from None
+        raise UserCodeError(
+            f"{file}: data.train: the dataset must support len() and [0]: {exc}", user_traceback(exc)
+        ) from None
     sample = [
         SampleFact(shape=shape_str(t.shape), dtype=str(t.dtype).removeprefix("torch."))
         for t in tree_flatten(first)[0]
@@ -300,7 +304,9 @@ def data_facts(spec: Pipeline, file: Path, device: DeviceFacts, world_size: int)
     batch = spec.data.batch_size
     nbytes = tensor_bytes(train)
     if spec.data.sampler == "auto":
-        sampler = "DistributedSampler" if world_size > 1 else ("RandomSampler" if spec.data.shuffle else "SequentialSampler")
+        sampler = (
+            "DistributedSampler" if world_size > 1 else ("RandomSampler" if spec.data.shuffle else "SequentialSampler")
+        )
     else:
         sampler = "RandomSampler" if spec.data.sampler == "random" else "SequentialSampler"
     shards = world_size if sampler == "DistributedSampler" else 1
@@ -347,10 +353,7 @@ def environment_facts(spec: Pipeline, file: Path) -> EnvironmentFacts:
         image_tag=env.image_tag,
         user=env.user,
         ports=[PortFact(host=p.host, container=p.container) for p in env.ports],
-        volumes=[
-            VolumeFact(host=v.host, container=v.container, read_only=v.read_only)
-            for v in env.volumes
-        ],
+        volumes=[VolumeFact(host=v.host, container=v.container, read_only=v.read_only) for v in env.volumes],
         env_names=list(env.env),
         shm_size=env.shm_size,
         workdir=env.workdir,

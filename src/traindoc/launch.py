@@ -78,12 +78,17 @@ def torchrun_args(
     if nnodes == 1:
         return ["--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc_per_node)]
     args = [
-        "--nnodes", str(nnodes),
-        "--nproc-per-node", str(nproc_per_node),
-        "--rdzv-backend", "c10d",
-        "--rdzv-endpoint", rdzv_endpoint,
-        "--rdzv-id", rdzv_id,
-    ]  # fmt: skip
+        "--nnodes",
+        str(nnodes),
+        "--nproc-per-node",
+        str(nproc_per_node),
+        "--rdzv-backend",
+        "c10d",
+        "--rdzv-endpoint",
+        rdzv_endpoint,
+        "--rdzv-id",
+        rdzv_id,
+    ]
     if node_rank is not None:
         args += ["--node-rank", str(node_rank)]
     return args
@@ -114,11 +119,18 @@ def plan(
     launches = []
     for rank in node_ranks:
         argv = [
-            python, "-m", "torch.distributed.run",
-            *torchrun_args(nnodes=nnodes, nproc_per_node=nproc_per_node, rdzv_endpoint=rdzv_endpoint,
-                           rdzv_id=rdzv_id, node_rank=rank if nnodes > 1 else None),
+            python,
+            "-m",
+            "torch.distributed.run",
+            *torchrun_args(
+                nnodes=nnodes,
+                nproc_per_node=nproc_per_node,
+                rdzv_endpoint=rdzv_endpoint,
+                rdzv_id=rdzv_id,
+                node_rank=rank if nnodes > 1 else None,
+            ),
             *worker_args(opts),
-        ]  # fmt: skip
+        ]
         node_env = dict(env)
         if device == "cpu":
             node_env["OMP_NUM_THREADS"] = "1"
@@ -134,7 +146,14 @@ def display_command(
         return ["python", "-m", "traindoc.worker", pipeline]
     return [
         "torchrun",
-        *torchrun_args(nnodes=nnodes, nproc_per_node=nproc_per_node, rdzv_endpoint=rdzv_endpoint,
-                       rdzv_id=rdzv_id, node_rank=node_rank),
-        "-m", "traindoc.worker", pipeline,
-    ]  # fmt: skip
+        *torchrun_args(
+            nnodes=nnodes,
+            nproc_per_node=nproc_per_node,
+            rdzv_endpoint=rdzv_endpoint,
+            rdzv_id=rdzv_id,
+            node_rank=node_rank,
+        ),
+        "-m",
+        "traindoc.worker",
+        pipeline,
+    ]

@@ -44,18 +44,26 @@ def image_tag(f: Facts) -> Finding | None:
     tag = f.environment.image_tag
     if tag is None or tag == "latest":
         what = "has no version tag" if tag is None else "uses the floating tag 'latest'"
-        return _w("image-tag", "environment.image", f"image {f.environment.image!r} {what}: the next pull may "
-                  "bring another CUDA or PyTorch and nobody will know why results changed",
-                  "pin an explicit tag such as 'pytorch-cuda:v2.6-cuda11.8' (or a digest)")  # fmt: skip
+        return _w(
+            "image-tag",
+            "environment.image",
+            f"image {f.environment.image!r} {what}: the next pull may "
+            "bring another CUDA or PyTorch and nobody will know why results changed",
+            "pin an explicit tag such as 'pytorch-cuda:v2.6-cuda11.8' (or a digest)",
+        )
     return None
 
 
 @rule("checkpoint-volume")
 def checkpoint_volume(f: Facts) -> Finding | None:
     if not f.checkpoint.on_volume:
-        return _w("checkpoint-volume", "checkpoint.dir", f"checkpoints go to {f.checkpoint.container_dir}, which is "
-                  "not on a mounted volume: they are lost when the container is removed",
-                  f"mount a host folder at {f.checkpoint.container_dir} in environment.volumes")  # fmt: skip
+        return _w(
+            "checkpoint-volume",
+            "checkpoint.dir",
+            f"checkpoints go to {f.checkpoint.container_dir}, which is "
+            "not on a mounted volume: they are lost when the container is removed",
+            f"mount a host folder at {f.checkpoint.container_dir} in environment.volumes",
+        )
     return None
 
 
@@ -63,9 +71,13 @@ def checkpoint_volume(f: Facts) -> Finding | None:
 def data_volume(f: Facts) -> Finding | None:
     others = [v for v in f.environment.volumes if v.container not in (f.checkpoint.volume, f.environment.workdir)]
     if not others:
-        return _w("data-volume", "environment.volumes", "no data volume is mounted: data downloaded inside the "
-                  "container is lost with it and fetched again every time",
-                  "mount the dataset folder, read-only, e.g. {host: './data', container: '/data', read_only: true}")  # fmt: skip
+        return _w(
+            "data-volume",
+            "environment.volumes",
+            "no data volume is mounted: data downloaded inside the "
+            "container is lost with it and fetched again every time",
+            "mount the dataset folder, read-only, e.g. {host: './data', container: '/data', read_only: true}",
+        )
     return None
 
 
@@ -75,70 +87,107 @@ def jupyter_auth(f: Facts) -> Finding | None:
     if j is None or j.token_env:
         return None
     exposed = j.bind in ("0.0.0.0", "::")
-    return _w("jupyter-auth", "access.jupyter.token_env",
-              "Jupyter has no token" + (f" and is bound to {j.bind}: anyone who reaches the port can run code" if exposed
-                                        else ": any local user or forwarded port can run code"),
-              "set token_env to the NAME of an environment variable holding a random token")  # fmt: skip
+    return _w(
+        "jupyter-auth",
+        "access.jupyter.token_env",
+        "Jupyter has no token"
+        + (
+            f" and is bound to {j.bind}: anyone who reaches the port can run code"
+            if exposed
+            else ": any local user or forwarded port can run code"
+        ),
+        "set token_env to the NAME of an environment variable holding a random token",
+    )
 
 
 @rule("root-user")
 def root_user(f: Facts) -> Finding | None:
     user = f.environment.user
     if user is None or user.split(":")[0] in ("root", "0"):
-        return _w("root-user", "environment.user", "the container runs as root: files written to the volumes "
-                  "are owned by root on the host, and a compromise owns the container",
-                  "run as your own uid:gid, e.g. user: '1000:1000'")  # fmt: skip
+        return _w(
+            "root-user",
+            "environment.user",
+            "the container runs as root: files written to the volumes "
+            "are owned by root on the host, and a compromise owns the container",
+            "run as your own uid:gid, e.g. user: '1000:1000'",
+        )
     return None
 
 
 @rule("ssh-password")
 def ssh_password(f: Facts) -> Finding | None:
     if f.access.ssh is not None and f.access.ssh.auth == "password":
-        return _w("ssh-password", "access.ssh.auth", "SSH accepts passwords, which can be guessed",
-                  "use key-based auth (auth: 'key') and mount authorized_keys read-only")  # fmt: skip
+        return _w(
+            "ssh-password",
+            "access.ssh.auth",
+            "SSH accepts passwords, which can be guessed",
+            "use key-based auth (auth: 'key') and mount authorized_keys read-only",
+        )
     return None
 
 
 @rule("ddp-sampler")
 def ddp_sampler(f: Facts) -> Finding | None:
     if f.distributed.enabled and f.data.sampler != "DistributedSampler":
-        return _w("ddp-sampler", "data.sampler", f"DDP with {f.distributed.world_size} ranks but a {f.data.sampler}: "
-                  "every rank sees the whole dataset, so an epoch does world-size times the work",
-                  "leave data.sampler at 'auto' (a DistributedSampler under DDP)")  # fmt: skip
+        return _w(
+            "ddp-sampler",
+            "data.sampler",
+            f"DDP with {f.distributed.world_size} ranks but a {f.data.sampler}: "
+            "every rank sees the whole dataset, so an epoch does world-size times the work",
+            "leave data.sampler at 'auto' (a DistributedSampler under DDP)",
+        )
     return None
 
 
 @rule("pin-memory")
 def pin_memory(f: Facts) -> Finding | None:
     if f.devices.requested != "cpu" and not f.data.pin_memory and not f.data.device_resident:
-        return _w("pin-memory", "data.pin_memory", "pin_memory is off while training on CUDA: host-to-device "
-                  "copies cannot overlap compute", "set data.pin_memory: true")  # fmt: skip
+        return _w(
+            "pin-memory",
+            "data.pin_memory",
+            "pin_memory is off while training on CUDA: host-to-device copies cannot overlap compute",
+            "set data.pin_memory: true",
+        )
     return None
 
 
 @rule("num-workers")
 def num_workers(f: Facts) -> Finding | None:
     if f.data.num_workers == 0 and f.data.train_len > LARGE_DATASET and not f.data.device_resident:
-        return _w("num-workers", "data.num_workers", f"num_workers=0 with {f.data.train_len:,} samples: loading "
-                  "runs in the training process and the GPU waits for it",
-                  "use several workers (e.g. 4 per GPU) and raise environment.shm_size")  # fmt: skip
+        return _w(
+            "num-workers",
+            "data.num_workers",
+            f"num_workers=0 with {f.data.train_len:,} samples: loading "
+            "runs in the training process and the GPU waits for it",
+            "use several workers (e.g. 4 per GPU) and raise environment.shm_size",
+        )
     return None
 
 
 @rule("seed")
 def seed(f: Facts) -> Finding | None:
     if f.optim.seed is None:
-        return _w("seed", "optim.seed", "no seed: two runs of the same code give different results, and "
-                  "resume cannot be checked against an uninterrupted run", "set optim.seed")  # fmt: skip
+        return _w(
+            "seed",
+            "optim.seed",
+            "no seed: two runs of the same code give different results, and "
+            "resume cannot be checked against an uninterrupted run",
+            "set optim.seed",
+        )
     return None
 
 
 @rule("checkpoint-cadence")
 def checkpoint_cadence(f: Facts) -> Finding | None:
     if f.checkpoint.every_steps > f.training.docs_max_steps:
-        return _w("checkpoint-cadence", "checkpoint.every_steps", f"checkpoints every {f.checkpoint.every_steps} "
-                  f"steps but the docs run stops after {f.training.docs_max_steps}: the periodic checkpoint path is "
-                  "never exercised by the executed example", "checkpoint at least once within training.docs_run.max_steps")  # fmt: skip
+        return _w(
+            "checkpoint-cadence",
+            "checkpoint.every_steps",
+            f"checkpoints every {f.checkpoint.every_steps} "
+            f"steps but the docs run stops after {f.training.docs_max_steps}: the periodic checkpoint path is "
+            "never exercised by the executed example",
+            "checkpoint at least once within training.docs_run.max_steps",
+        )
     return None
 
 

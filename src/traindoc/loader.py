@@ -134,7 +134,9 @@ def _import(ref: PipelineRef, file: Path) -> ModuleType:
         where = f"{exc.filename}({exc.lineno})" if exc.filename else str(file)
         raise UserCodeError(f"{where}: syntax error: {exc.msg}", user_traceback(exc)) from None
     except Exception as exc:
-        raise UserCodeError(f"{file}: importing the pipeline raised {type(exc).__name__}: {exc}", user_traceback(exc)) from None
+        raise UserCodeError(
+            f"{file}: importing the pipeline raised {type(exc).__name__}: {exc}", user_traceback(exc)
+        ) from None
 
 
 def _user_line(tb: TracebackType | None, file: Path) -> int | None:
@@ -147,11 +149,7 @@ def _user_line(tb: TracebackType | None, file: Path) -> int | None:
 
 def user_traceback(exc: BaseException) -> str:
     """Format an exception keeping only frames outside traindoc and importlib: the user's own."""
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if not _is_internal(f.filename)
-    ]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_internal(f.filename)]
     lines = ["Traceback (most recent call last):\n", *traceback.format_list(frames)]
     lines.extend(traceback.format_exception_only(type(exc), exc))
     return "".join(lines)
@@ -273,7 +271,9 @@ def resolve(value: Any, field: str, file: Path) -> Callable[..., Any]:
         ) from None
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise SpecError([Problem(str(file), f"{value!r}: module {module_name!r} has no attribute {part!r}", field=field)])
+            raise SpecError(
+                [Problem(str(file), f"{value!r}: module {module_name!r} has no attribute {part!r}", field=field)]
+            )
         obj = getattr(obj, part)
     if not callable(obj):
         raise SpecError([Problem(str(file), f"{value!r} is not callable", field=field)])

@@ -31,11 +31,14 @@ ASSET = "assets/traindoc/mermaid.min.js"
 PINNED_URL = re.compile(r"^https://[^\s]+@\d+\.\d+\.\d+/[^\s]+\.js$")
 
 
-class TraindocConfig(Config):
+class TraindocConfig(Config):  # type: ignore[no-untyped-call]
     pipelines = c.Type(dict, default={})
-    """Pipelines to document: name -> reference (file.py, file.py:name, module:name). Default: pyproject's [tool.traindoc]."""
+    """Pipelines to document: name -> reference (file.py, file.py:name, module:name).
+
+    Default: ``[tool.traindoc] pipelines`` in pyproject.toml."""
     execute = c.Choice(("auto", "always", "never"), default="auto")
-    """auto = reuse a cached run when nothing it depends on changed, else run; always = run every build; never = cache or a 'not run' notice."""
+    """auto = reuse a cached run when nothing it depends on changed, else run; always = run every build;
+    never = the cached run or a 'not run' notice."""
     cache_dir = c.Type(str, default=".cache/traindoc")
     """Cache folder, relative to mkdocs.yml."""
     timeout = c.Optional(c.Type((int, float)))
@@ -52,7 +55,7 @@ class TraindocConfig(Config):
     """Under `mkdocs serve`, run stale trainings in the background and reload the page when done."""
 
 
-class TraindocPlugin(BasePlugin[TraindocConfig]):
+class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-call]
     supports_multiple_instances = False
 
     def __init__(self) -> None:
@@ -152,8 +155,14 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):
         return self.facts_memo[pipeline]
 
     def _options(self, force: bool = False) -> runner.RunOptions:
-        return runner.RunOptions(docs=self.config.docs_budget, nproc=self.config.nproc, timeout_s=self.config.timeout,
-                                 cache_dir=self.cache_dir, progress=not self.serving, force=force)  # fmt: skip
+        return runner.RunOptions(
+            docs=self.config.docs_budget,
+            nproc=self.config.nproc,
+            timeout_s=self.config.timeout,
+            cache_dir=self.cache_dir,
+            progress=not self.serving,
+            force=force,
+        )
 
     def run(self, pipeline: str) -> tuple[RunResult | None, str | None]:
         if pipeline not in self.run_memo:
@@ -184,7 +193,9 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):
                 return self.finished[key], None
             job = self.jobs.get(key)
             if job is None or not job.is_alive():
-                job = threading.Thread(target=self._background, args=(ref, opts, key), daemon=True, name=f"traindoc-{pipeline}")
+                job = threading.Thread(
+                    target=self._background, args=(ref, opts, key), daemon=True, name=f"traindoc-{pipeline}"
+                )
                 self.jobs[key] = job
                 job.start()
         last = runner.latest(ref, opts, self.root)

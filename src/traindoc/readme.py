@@ -19,7 +19,9 @@ def _pipeline_for(section: sections.Section, filename: str, root: Path) -> str:
     named = named_pipelines(root)
     if len(named) == 1:
         return next(iter(named))
-    raise MarkerError(f"{filename}({section.line_no}): name the pipeline, e.g. 'traindoc:begin {section.kind} pipeline=NAME'")
+    raise MarkerError(
+        f"{filename}({section.line_no}): name the pipeline, e.g. 'traindoc:begin {section.kind} pipeline=NAME'"
+    )
 
 
 def generate_text(text: str, filename: str, root: Path, cache_dir: str | None = None) -> str:

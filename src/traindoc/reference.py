@@ -10,7 +10,13 @@ from .spec import Pipeline, describe_fields
 
 def spec_reference() -> str:
     rows = [
-        {"path": path, "type": md_cell(t), "default": md_cell(d), "description": md_cell(desc), "depth": path.count(".")}
+        {
+            "path": path,
+            "type": md_cell(t),
+            "default": md_cell(d),
+            "description": md_cell(desc),
+            "depth": path.count("."),
+        }
         for path, t, d, desc in describe_fields(Pipeline)
     ]
     return render("spec_reference.md.j2", None, rows=rows)
@@ -41,6 +47,8 @@ def cli_reference() -> str:
                     for a in sub._actions
                     if not isinstance(a, argparse._HelpAction) and a.help != argparse.SUPPRESS
                 ]
-                commands.append({"name": name, "help": helps.get(name, ""), "usage": sub.format_usage().strip(), "options": options})
+                commands.append(
+                    {"name": name, "help": helps.get(name, ""), "usage": sub.format_usage().strip(), "options": options}
+                )
     exit_codes = (cli_doc or "").split("Exit codes:", 1)[-1].strip()
     return render("cli_reference.md.j2", None, commands=commands, exit_codes=" ".join(exit_codes.split()))

@@ -107,5 +107,5 @@ def render(name: str, templates: str | None = None, **context: Any) -> str:
 def origin(name: str, templates: str | None = None) -> str:
     """Which file a template name resolves to (for docs: 'overridden by templates/x')."""
     env = environment(templates)
-    source = env.loader.get_source(env, name) if env.loader else None  # type: ignore[union-attr]
+    source = env.loader.get_source(env, name) if env.loader else None
     return source[1] if source and source[1] else name

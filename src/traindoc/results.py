@@ -152,24 +152,47 @@ def _window_mean(values: list[float], n: int, last: bool) -> float | None:
     return sum(part) / len(part)
 
 
-def check_expectations(expect: dict[str, Any], final_acc: float | None, first: float | None, final: float | None) -> list[Expectation]:
+def check_expectations(
+    expect: dict[str, Any], final_acc: float | None, first: float | None, final: float | None
+) -> list[Expectation]:
     out: list[Expectation] = []
     if expect.get("min_val_accuracy") is not None:
         t = float(expect["min_val_accuracy"])
         ok = final_acc is not None and final_acc >= t
-        out.append(Expectation(name="min_val_accuracy", threshold=t, measured=final_acc, passed=ok,
-                               text=f"validation accuracy {_f(final_acc)} ≥ {t:g}"))  # fmt: skip
+        out.append(
+            Expectation(
+                name="min_val_accuracy",
+                threshold=t,
+                measured=final_acc,
+                passed=ok,
+                text=f"validation accuracy {_f(final_acc)} ≥ {t:g}",
+            )
+        )
     if expect.get("min_loss_drop") is not None:
         t = float(expect["min_loss_drop"])
         drop = (first - final) / first if first and final is not None and first > 0 else None
         ok = drop is not None and drop >= t
-        out.append(Expectation(name="min_loss_drop", threshold=t, measured=drop, passed=ok,
-                               text=f"training loss fell by {_f(drop)} (≥ {t:g})"))  # fmt: skip
+        out.append(
+            Expectation(
+                name="min_loss_drop",
+                threshold=t,
+                measured=drop,
+                passed=ok,
+                text=f"training loss fell by {_f(drop)} (≥ {t:g})",
+            )
+        )
     if expect.get("max_final_loss") is not None:
         t = float(expect["max_final_loss"])
         ok = final is not None and final <= t
-        out.append(Expectation(name="max_final_loss", threshold=t, measured=final, passed=ok,
-                               text=f"final training loss {_f(final)} ≤ {t:g}"))  # fmt: skip
+        out.append(
+            Expectation(
+                name="max_final_loss",
+                threshold=t,
+                measured=final,
+                passed=ok,
+                text=f"final training loss {_f(final)} ≤ {t:g}",
+            )
+        )
     return out
 
 

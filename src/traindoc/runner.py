@@ -8,6 +8,7 @@ plans the processes with :mod:`traindoc.launch`, starts each in its own process 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -79,12 +80,16 @@ def latest(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | 
 
 def _git_commit(root: Path) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=False
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if out.returncode != 0:
         return None
-    dirty = subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5, check=False)
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, timeout=5, check=False
+    )
     return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
 
 
@@ -99,10 +104,24 @@ class Progress:
         self.last_print = 0.0
         self.bar: Any = None
         if self.tty:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn, TimeElapsedColumn
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                TextColumn,
+                TimeElapsedColumn,
+            )
+            from rich.progress import (
+                Progress as RichProgress,
+            )
 
-            self.bar = RichProgress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), transient=True)  # fmt: skip
+            self.bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"),
+                TimeElapsedColumn(),
+                transient=True,
+            )
             self.bar.start()
             self.task = self.bar.add_task(f"train {name}", total=total, info="")
 
@@ -171,15 +190,11 @@ def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
     victims = [d for p in procs for d in descendants(p.pid)]
     for p in procs:
         if p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
     for pid in victims:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     for p in procs:
         p.wait()
     deadline = time.monotonic() + 10
@@ -187,7 +202,9 @@ def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
         time.sleep(0.05)
 
 
-def execute(launches: list[launch.Launch], run_dir: Path, timeout_s: float, progress: Progress) -> tuple[list[int], bool]:
+def execute(
+    launches: list[launch.Launch], run_dir: Path, timeout_s: float, progress: Progress
+) -> tuple[list[int], bool]:
     """Start every process in its own group; kill them all on timeout or first failure."""
     procs: list[subprocess.Popen[bytes]] = []
     deadline = time.monotonic() + timeout_s
@@ -198,8 +215,14 @@ def execute(launches: list[launch.Launch], run_dir: Path, timeout_s: float, prog
         for i, spec in enumerate(launches):
             log = open(run_dir / f"launcher{i}.log", "wb")  # noqa: SIM115
             procs.append(
-                subprocess.Popen(spec.argv, env={**env_base, **spec.env}, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+                subprocess.Popen(
+                    spec.argv,
+                    env={**env_base, **spec.env},
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
             )
             log.close()
         while any(p.poll() is None for p in procs):
@@ -243,7 +266,9 @@ def run(ref: str, opts: RunOptions | None = None, root: Path | None = None) -> R
         result = _run_once(t, facts, fp.key, run_dir, opts)
         result_json = result.model_dump(mode="json")
         write_text(run_dir / "results.json", json.dumps(result_json, indent=1, ensure_ascii=False))
-        write_text(layout.root / "latest" / f"{t.file.stem}-{t.attr or ''}.json", json.dumps(result_json, ensure_ascii=False))
+        write_text(
+            layout.root / "latest" / f"{t.file.stem}-{t.attr or ''}.json", json.dumps(result_json, ensure_ascii=False)
+        )
         if result.ok and cacheable:
             cache.write_entry(layout.run_entry(fp.key), fp.key, result_json, fp.inputs)
         return result
@@ -253,12 +278,20 @@ def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: Ru
     device = facts.devices.resolved
     nnodes = facts.distributed.nnodes
     nproc = opts.nproc or facts.distributed.nproc_per_node
-    worker_opts = launch.WorkerOptions(pipeline=t.ref, run_dir=str(run_dir), docs=opts.docs, resume=opts.resume,
-                                       max_steps=opts.max_steps)  # fmt: skip
+    worker_opts = launch.WorkerOptions(
+        pipeline=t.ref, run_dir=str(run_dir), docs=opts.docs, resume=opts.resume, max_steps=opts.max_steps
+    )
     backend = launch.resolve_backend(facts.distributed.backend_declared, device)
-    launches = launch.plan(worker_opts, python=sys.executable, device=device, backend=backend, nnodes=nnodes,
-                           nproc_per_node=nproc, rdzv_endpoint=facts.distributed.rdzv_endpoint,
-                           rdzv_id=facts.distributed.rdzv_id)  # fmt: skip
+    launches = launch.plan(
+        worker_opts,
+        python=sys.executable,
+        device=device,
+        backend=backend,
+        nnodes=nnodes,
+        nproc_per_node=nproc,
+        rdzv_endpoint=facts.distributed.rdzv_endpoint,
+        rdzv_id=facts.distributed.rdzv_id,
+    )
     write_text(run_dir / "launch.json", json.dumps([asdict(x) for x in launches], indent=1))
     budget = facts.training.docs_max_steps if opts.docs else (facts.training.max_steps or 0)
     total = opts.max_steps or budget or facts.data.steps_per_epoch * facts.training.epochs
@@ -268,7 +301,9 @@ def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: Ru
     timeout = opts.timeout_s or facts.training.timeout_s
     codes, timed_out = execute(launches, run_dir, timeout, progress)
     wall = time.monotonic() - t0
-    return assemble(t, facts, key, run_dir, opts, codes, timed_out, wall, started, nproc * nnodes, nnodes, nproc, backend)
+    return assemble(
+        t, facts, key, run_dir, opts, codes, timed_out, wall, started, nproc * nnodes, nnodes, nproc, backend
+    )
 
 
 def _errors(run_dir: Path) -> list[dict[str, Any]]:
@@ -303,9 +338,20 @@ def _exit_text(code: int) -> str:
 
 
 def assemble(
-    t: service.Target, facts: Facts, key: str, run_dir: Path, opts: RunOptions, codes: list[int], timed_out: bool,
-    wall: float, started: str, world: int, nnodes: int, nproc: int, backend: str,
-) -> RunResult:  # fmt: skip
+    t: service.Target,
+    facts: Facts,
+    key: str,
+    run_dir: Path,
+    opts: RunOptions,
+    codes: list[int],
+    timed_out: bool,
+    wall: float,
+    started: str,
+    world: int,
+    nnodes: int,
+    nproc: int,
+    backend: str,
+) -> RunResult:
     steps, _ = results.read_steps(run_dir / "steps.jsonl")
     summary = results.summarise_steps(steps, facts.training.log_every)
     try:
@@ -316,7 +362,10 @@ def assemble(
     last = steps[-1]["step"] if steps else 0
     failed_rank = None
     if timed_out:
-        status, reason = "timeout", f"timed out after {opts.timeout_s or facts.training.timeout_s:g} s at step {last}; every rank was killed"
+        status, reason = (
+            "timeout",
+            f"timed out after {opts.timeout_s or facts.training.timeout_s:g} s at step {last}; every rank was killed",
+        )
     elif errors or any(codes) or not worker:
         status = "failed"
         cause = root_cause(run_dir) if world > 1 else None
@@ -337,7 +386,9 @@ def assemble(
         status, reason = "passed", f"trained {worker.get('steps', last)} steps; {worker.get('stopped_because', '')}"
     val = [results.ValRecord(**{k: v[k] for k in ("epoch", "step", "accuracy", "loss")}) for v in worker.get("val", [])]
     final_acc = val[-1].accuracy if val else None
-    expectations = results.check_expectations(facts.expect.model_dump(), final_acc, summary["first_loss"], summary["final_loss"])
+    expectations = results.check_expectations(
+        facts.expect.model_dump(), final_acc, summary["first_loss"], summary["final_loss"]
+    )
     if status == "passed":
         unmet = [e for e in expectations if not e.passed]
         if unmet:
@@ -359,15 +410,21 @@ def assemble(
     d = facts.devices
     return RunResult(
         ok=status == "passed",
-        status=status,  # type: ignore[arg-type]
+        status=status,
         reason=redact(reason),
         pipeline=facts.name,
         key=key,
         started_at=started,
         commit=_git_commit(t.root),
         docs_budget=opts.docs,
-        device=results.DeviceRecord(kind=d.resolved, sentence=d.sentence, gpus=[g.name for g in d.gpus],
-                                    torch=d.torch_version, cuda=d.cuda_version, cudnn=d.cudnn_version),  # fmt: skip
+        device=results.DeviceRecord(
+            kind=d.resolved,
+            sentence=d.sentence,
+            gpus=[g.name for g in d.gpus],
+            torch=d.torch_version,
+            cuda=d.cuda_version,
+            cudnn=d.cudnn_version,
+        ),
         world_size=world,
         nnodes=nnodes,
         nproc_per_node=nproc,

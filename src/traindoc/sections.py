@@ -55,7 +55,12 @@ def parse(text: str, filename: str = "<text>", kinds: Collection[str] | None = N
         if open_ is None:
             m = FENCE.match(line)
             if fence is not None:
-                if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line.strip()[len(m.group(1)):].strip():
+                if (
+                    m
+                    and m.group(1)[0] == fence[0]
+                    and len(m.group(1)) >= len(fence)
+                    and not line.strip()[len(m.group(1)) :].strip()
+                ):
                     fence = None
                 continue
             if m:
@@ -64,10 +69,15 @@ def parse(text: str, filename: str = "<text>", kinds: Collection[str] | None = N
         b, e = BEGIN.match(line), END.match(line)
         if b:
             if open_ is not None:
-                raise MarkerError(f"{filename}({i + 1}): nested traindoc:begin (the section opened on line {open_[0] + 1} is not closed)")
+                raise MarkerError(
+                    f"{filename}({i + 1}): nested traindoc:begin "
+                    f"(the section opened on line {open_[0] + 1} is not closed)"
+                )
             kind, params = _parse_args(b.group("args"), filename, i + 1)
             if kinds is not None and kind not in kinds:
-                raise MarkerError(f"{filename}({i + 1}): unknown section kind {kind!r}; allowed: {', '.join(sorted(kinds))}")
+                raise MarkerError(
+                    f"{filename}({i + 1}): unknown section kind {kind!r}; allowed: {', '.join(sorted(kinds))}"
+                )
             open_ = (i, kind, params)
         elif e:
             if open_ is None:
@@ -77,7 +87,9 @@ def parse(text: str, filename: str = "<text>", kinds: Collection[str] | None = N
         elif open_ is None and ANY.search(line):
             raise MarkerError(f"{filename}({i + 1}): a traindoc marker must stand alone on its line")
     if open_ is not None:
-        raise MarkerError(f"{filename}({open_[0] + 1}): traindoc:begin {open_[1]} is never closed with <!-- traindoc:end -->")
+        raise MarkerError(
+            f"{filename}({open_[0] + 1}): traindoc:begin {open_[1]} is never closed with <!-- traindoc:end -->"
+        )
     return sections
 
 

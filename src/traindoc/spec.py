@@ -26,7 +26,9 @@ from pydantic import (
 
 _REF_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_IMAGE_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:(?P<tag>[\w][\w.-]{0,127}))?(@sha256:[0-9a-f]{64})?$")
+_IMAGE_RE = re.compile(
+    r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:(?P<tag>[\w][\w.-]{0,127}))?(@sha256:[0-9a-f]{64})?$"
+)
 _SHM_RE = re.compile(r"^[1-9][0-9]*[bkmgBKMG]?$")
 
 
@@ -85,9 +87,7 @@ class Volume(_Model):
 class Environment(_Model):
     """Where training runs: the container image and how it is started."""
 
-    image: str = Field(
-        description="Container image with an explicit version tag, e.g. 'pytorch-cuda:v2.6-cuda11.8'."
-    )
+    image: str = Field(description="Container image with an explicit version tag, e.g. 'pytorch-cuda:v2.6-cuda11.8'.")
     user: str | None = Field(None, description="User the container runs as ('1000:1000', 'dev'); None = image default.")
     ports: list[Port] = Field(default_factory=list, description="Published ports.")
     volumes: list[Volume] = Field(default_factory=list, description="Bind mounts (data, checkpoints, code).")
@@ -95,7 +95,9 @@ class Environment(_Model):
         default_factory=list,
         description="Names of environment variables passed through. Names only: values never enter the spec.",
     )
-    shm_size: str = Field("8g", description="Shared memory size (docker --shm-size), e.g. '8g'. DataLoader workers need it.")
+    shm_size: str = Field(
+        "8g", description="Shared memory size (docker --shm-size), e.g. '8g'. DataLoader workers need it."
+    )
     workdir: str = Field("/workspace", description="Working directory inside the container.")
 
     @field_validator("image")
@@ -214,7 +216,6 @@ class ModelSpec(_Model):
     sample_input: SampleInput = Field(description="Sample input for tracing shapes.")
 
 
-
 class DataSpec(_Model):
     """Datasets and how they are loaded."""
 
@@ -232,9 +233,9 @@ class DataSpec(_Model):
     )
     device_resident: Literal["auto", "never"] = Field(
         "auto",
-        description="'auto' keeps a tensor dataset on the device when it fits (no DataLoader); 'never' always uses a DataLoader.",
+        description="'auto' keeps a tensor dataset on the device when it fits (no DataLoader); "
+        "'never' always uses a DataLoader.",
     )
-
 
 
 class OptimSpec(_Model):
@@ -244,12 +245,12 @@ class OptimSpec(_Model):
     loss: Literal["cross_entropy", "mse", "nll"] | Factory = Field(
         "cross_entropy", description="Loss: a builtin name or a callable (output, target) -> loss tensor."
     )
-    scheduler: Factory | None = Field(None, description="Callable taking the optimizer, returning an LR scheduler (stepped per step).")
+    scheduler: Factory | None = Field(
+        None, description="Callable taking the optimizer, returning an LR scheduler (stepped per step)."
+    )
     amp: Literal["bf16", "fp16"] | None = Field(None, description="Autocast dtype on CUDA; None = full precision.")
     grad_clip: float | None = Field(None, gt=0, description="Clip the gradient norm to this value.")
     seed: int | None = Field(None, ge=0, description="Seed for torch, numpy and random; None = not seeded.")
-
-
 
 
 class DocsRun(_Model):
@@ -263,10 +264,14 @@ class Training(_Model):
     """How long to train."""
 
     epochs: int = Field(1, gt=0, description="Training epochs.")
-    max_steps: int | None = Field(None, gt=0, description="Stop after this many steps (across epochs); None = all epochs.")
+    max_steps: int | None = Field(
+        None, gt=0, description="Stop after this many steps (across epochs); None = all epochs."
+    )
     log_every: int = Field(10, gt=0, description="Flush metrics (and check for NaN/Inf) every N steps.")
     timeout_s: float = Field(1800.0, gt=0, description="Hard timeout: the whole process group is killed after it.")
-    docs_run: DocsRun = Field(default_factory=DocsRun, description="Budget used by `traindoc run --docs` and the docs build.")
+    docs_run: DocsRun = Field(
+        default_factory=DocsRun, description="Budget used by `traindoc run --docs` and the docs build."
+    )
 
 
 class Checkpoint(_Model):
@@ -313,12 +318,16 @@ class Distributed(_Model):
         return v
 
 
+Metric = Literal["loss", "accuracy", "lr", "samples_per_s", "memory"]
+METRICS: tuple[Metric, ...] = ("loss", "accuracy", "lr", "samples_per_s", "memory")
+
+
 class Monitoring(_Model):
     """What the run records."""
 
     log_file: str = Field("train.log", description="Log file name (written in the run directory).")
-    metrics: list[Literal["loss", "accuracy", "lr", "samples_per_s", "memory"]] = Field(
-        default_factory=lambda: ["loss", "accuracy", "lr", "samples_per_s", "memory"],
+    metrics: list[Metric] = Field(
+        default_factory=lambda: list(METRICS),
         description="Metrics to record and report.",
     )
 
@@ -326,9 +335,14 @@ class Monitoring(_Model):
 class Expect(_Model):
     """What a good run looks like; checked after every executed run."""
 
-    min_val_accuracy: float | None = Field(None, ge=0.0, le=1.0, description="Final validation accuracy must reach this.")
+    min_val_accuracy: float | None = Field(
+        None, ge=0.0, le=1.0, description="Final validation accuracy must reach this."
+    )
     min_loss_drop: float | None = Field(
-        None, ge=0.0, le=1.0, description="Training loss must fall by this fraction (0.5 = halve) from first to last logged window."
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Training loss must fall by this fraction (0.5 = halve) from first to last logged window.",
     )
     max_final_loss: float | None = Field(None, gt=0.0, description="Final training loss must be at most this.")
 
@@ -343,7 +357,9 @@ class Pipeline(_Model):
     description: str = Field("", description="One paragraph about the pipeline.")
     environment: Environment = Field(description="Container image, user, ports, volumes, env names, shm.")
     access: Access = Field(default_factory=Access, description="Jupyter and SSH entry points.")
-    devices: Devices = Field("auto", description="'auto' (CUDA when available, else CPU, said out loud), 'cpu', 'cuda', or a list.")
+    devices: Devices = Field(
+        "auto", description="'auto' (CUDA when available, else CPU, said out loud), 'cpu', 'cuda', or a list."
+    )
     model: ModelSpec = Field(description="Model factory and sample input.")
     data: DataSpec = Field(description="Datasets and loading.")
     optim: OptimSpec = Field(description="Optimizer, loss, schedule, AMP, clipping, seed.")
@@ -410,6 +426,7 @@ def _type_name(ann: Any) -> str:
 
 
 __all__ = [
+    "SSH",
     "Access",
     "Checkpoint",
     "DataSpec",
@@ -423,7 +440,6 @@ __all__ = [
     "OptimSpec",
     "Pipeline",
     "Port",
-    "SSH",
     "SampleInput",
     "Training",
     "Volume",

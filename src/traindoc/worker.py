@@ -9,6 +9,7 @@ Everything it learns goes to files in the run folder, which the runner reads:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -25,13 +26,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.nn import functional as F  # noqa: N812
+from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt
 from .atomic import write_text
 from .errors import UserCodeError
-from .introspect import resident_ok, tensor_bytes, device_facts
+from .introspect import device_facts, resident_ok, tensor_bytes
 from .loader import call, load, user_traceback
 from .redact import redact
 from .spec import Pipeline
@@ -196,8 +197,9 @@ class Trainer:
         d = self.spec.data
         shard = d.sampler == "auto"
         shuffle = d.shuffle if d.sampler == "auto" else d.sampler == "random"
-        order = epoch_order(len(self.train_ds), epoch, self.seed, shuffle,
-                            self.rank if shard else 0, self.world if shard else 1)  # fmt: skip
+        order = epoch_order(
+            len(self.train_ds), epoch, self.seed, shuffle, self.rank if shard else 0, self.world if shard else 1
+        )
         chunks = batches(order, d.batch_size, d.drop_last)[skip:]
         if self.resident:
             for chunk in chunks:
@@ -243,7 +245,8 @@ class Trainer:
             self.optimizer.step()
         if self.scheduler is not None:
             self.scheduler.step()
-        return loss.detach()
+        detached: torch.Tensor = loss.detach()
+        return detached
 
     def should_stop_for_time(self) -> bool:
         late = self.max_seconds is not None and time.perf_counter() - self.started > self.max_seconds
@@ -292,8 +295,12 @@ class Trainer:
                 "pipeline": self.spec.name,
             }
             path = ckpt.save(self.ckpt_dir, self.step, c.format, state, c.keep_last)
-            info = {"path": path.name, "bytes": path.stat().st_size, "step": self.step,
-                    "container_path": f"{c.dir.rstrip('/')}/{path.name}"}  # fmt: skip
+            info = {
+                "path": path.name,
+                "bytes": path.stat().st_size,
+                "step": self.step,
+                "container_path": f"{c.dir.rstrip('/')}/{path.name}",
+            }
         if self.world > 1:
             dist.barrier()
         return info
@@ -326,8 +333,8 @@ class Trainer:
                     break
                 t1 = time.perf_counter()
                 if cuda:
-                    ev0 = torch.cuda.Event(enable_timing=True)
-                    ev1 = torch.cuda.Event(enable_timing=True)
+                    ev0 = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
+                    ev1 = torch.cuda.Event(enable_timing=True)  # type: ignore[no-untyped-call]
                     ev0.record()
                 loss = self.train_step(batch)
                 events: Any = None
@@ -390,11 +397,19 @@ class Trainer:
             if not math.isfinite(value):
                 raise NonFiniteLoss(step, value)
             compute_s = events[0].elapsed_time(events[1]) / 1000.0 if events is not None else host_s
-            self.log.write({
-                "step": step, "epoch": epoch, "loss": value, "lr": lr,
-                "data_s": data_s, "compute_s": compute_s, "step_s": step_s,
-                "samples_per_s": batch_items / step_s if step_s > 0 else None, "memory_bytes": mem,
-            })  # fmt: skip
+            self.log.write(
+                {
+                    "step": step,
+                    "epoch": epoch,
+                    "loss": value,
+                    "lr": lr,
+                    "data_s": data_s,
+                    "compute_s": compute_s,
+                    "step_s": step_s,
+                    "samples_per_s": batch_items / step_s if step_s > 0 else None,
+                    "memory_bytes": mem,
+                }
+            )
         self.log.flush()
 
     def verify(self) -> bool | None:
@@ -411,7 +426,11 @@ def _error_record(rank: int, exc: BaseException, step: int) -> dict[str, Any]:
     if isinstance(exc, NonFiniteLoss):
         kind, message, tb = "nan", f"non-finite loss: {exc}", ""
     elif isinstance(exc, torch.cuda.OutOfMemoryError):
-        kind, message, tb = "oom", f"CUDA out of memory at step {step + 1}: {str(exc).splitlines()[0]}", user_traceback(exc)
+        kind, message, tb = (
+            "oom",
+            f"CUDA out of memory at step {step + 1}: {str(exc).splitlines()[0]}",
+            user_traceback(exc),
+        )
     elif isinstance(exc, UserCodeError):
         kind, message, tb = "user_code", str(exc), exc.user_traceback
     elif hasattr(exc, "lines") and callable(exc.lines):
@@ -450,10 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         if dist.is_available() and dist.is_initialized():
-            try:
+            with contextlib.suppress(Exception):
                 dist.destroy_process_group()
-            except Exception:  # pragma: no cover
-                pass
         close_output(pump)
 
 
