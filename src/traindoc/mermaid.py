@@ -24,7 +24,11 @@ _ENTITIES = {
     "<": "#lt;",
     ">": "#gt;",
     "`": "#96;",
+    "\\": "#92;",  # Mermaid eats a backslash before some characters ("\\:" showed as ":")
+    "*": "#42;",  # Mermaid 11 applies Markdown emphasis to labels: "*a*" became an <em>
 }
+# "_" only where it can open or close emphasis (a word boundary); "c_attn" stays readable.
+_UNDERSCORE_RE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
 _ENTITY_RE = re.compile("[" + re.escape("".join(_ENTITIES)) + "]")
 _ID_OK = re.compile(r"^[A-Za-z0-9]+$")
 LINE_BREAK = "<br>"
@@ -40,7 +44,9 @@ def escape(text: object, *, max_len: int = MAX_LABEL) -> str:
     )
     if len(raw) > max_len:
         raw = raw[: max_len - 1] + "…"
-    lines = [_ENTITY_RE.sub(lambda m: _ENTITIES[m.group(0)], line) for line in raw.split("\n")]
+    lines = [
+        _UNDERSCORE_RE.sub("#95;", _ENTITY_RE.sub(lambda m: _ENTITIES[m.group(0)], line)) for line in raw.split("\n")
+    ]
     return LINE_BREAK.join(lines)
 
 
