@@ -6,7 +6,7 @@ MERMAID_VERSION := 11.12.0
 MERMAID_DIR     := .cache/mermaid/$(MERMAID_VERSION)
 STAMP     := $(VENV)/.installed
 
-.PHONY: venv mermaid check lint typecheck test test-fast docs serve bench readme readme-check clean golden
+.PHONY: venv mermaid check lint typecheck test test-fast docs site-check serve bench readme readme-check clean golden
 
 venv: $(STAMP)
 
@@ -40,6 +40,9 @@ test-fast: venv
 
 docs: venv mermaid
 	$(BIN)/mkdocs build --strict
+
+site-check: venv
+	$(BIN)/python tests/sitecheck.py site
 
 serve: venv mermaid
 	$(BIN)/mkdocs serve

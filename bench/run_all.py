@@ -153,7 +153,9 @@ def bench_site() -> dict[str, float]:
         start = cfg.index("  - traindoc:")
         end = cfg.index("\n\nnav:")
         cfg = cfg[:start] + "\nextra_javascript:\n  - assets/traindoc/mermaid.min.js" + cfg[end:]
-        (plain_root / "mkdocs.yml").write_text(cfg.replace("extra_javascript:\n  - assets", "extra_javascript:\n  - assets", 1))
+        (plain_root / "mkdocs.yml").write_text(
+            cfg.replace("extra_javascript:\n  - assets", "extra_javascript:\n  - assets", 1)
+        )
         assets = plain_root / "docs" / "assets" / "traindoc"
         assets.mkdir(parents=True)
         shutil.copy(REPO / ".cache" / "mermaid" / "11.12.0" / "mermaid.min.js", assets / "mermaid.min.js")
@@ -175,7 +177,8 @@ def machine() -> str:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {gpu}; Python {platform.python_version()}, torch {torch.__version__}"
+    versions = f"Python {platform.python_version()}, torch {torch.__version__}"
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, {gpu}; {versions}"
 
 
 def main() -> None:

@@ -70,12 +70,15 @@ def serve(folder: Path) -> Iterator[str]:
             httpd.shutdown()
 
 
-def check_site(site: Path) -> SiteReport:
+def check_site(site: Path, browser: object = None) -> SiteReport:
+    if browser is None:
+        with chromium() as launched:
+            return check_site(site, launched)
     pages = sorted(p for p in site.rglob("index.html") if "search" not in p.parts)
     external: list[str] = []
     reports: list[PageReport] = []
-    with serve(site) as base, chromium() as browser:
-        context = browser.new_context()
+    with serve(site) as base:
+        context = browser.new_context()  # type: ignore[attr-defined]
         context.add_init_script(OPEN_SHADOW_ROOTS)
 
         def route(r: object) -> None:
@@ -102,8 +105,26 @@ def check_site(site: Path) -> SiteReport:
     return SiteReport(pages=reports, external_requests=external)
 
 
-if __name__ == "__main__":
-    rep = check_site(Path(sys.argv[1] if len(sys.argv) > 1 else "site"))
+def main(argv: list[str]) -> int:
+    """Exit 1 unless every Mermaid block on every page rendered and nothing left the machine."""
+    rep = check_site(Path(argv[0] if argv else "site"))
+    problems = [
+        f"{p.url}: block {i} did not render"
+        for p in rep.pages
+        for i, b in enumerate(p.blocks)
+        if not b["svg"] or b["error"]
+    ]
+    problems += [f"request left the machine: {url}" for url in rep.external_requests]
+    blocks = sum(len(p.blocks) for p in rep.pages)
     for p in rep.pages:
-        print(p.url, p.blocks, p.console_errors[:2])
-    print("external:", rep.external_requests)
+        print(f"{p.url}: {len(p.blocks)} diagram(s) rendered" if p.blocks else f"{p.url}: no diagrams")
+    if blocks == 0:
+        problems.append("no Mermaid blocks found at all")
+    for line in problems:
+        print(f"sitecheck: {line}", file=sys.stderr)
+    print(f"sitecheck: {len(rep.pages)} pages, {blocks} diagrams, {len(rep.external_requests)} external requests")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

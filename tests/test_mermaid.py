@@ -91,7 +91,11 @@ def test_nasty_labels_render_as_written(session_browser: object) -> None:
 
 
 @pytest.mark.browser
-@settings(max_examples=int(os.environ.get("TRAINDOC_BROWSER_EXAMPLES", "12")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=int(os.environ.get("TRAINDOC_BROWSER_EXAMPLES", "12")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(st.lists(LABEL_TEXT, min_size=8, max_size=8))
 def test_property_random_labels_render_in_the_browser(session_browser: object, texts: list[str]) -> None:
     results = render_many([flow(t) for t in texts], browser=session_browser)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, ProjectFactory, browser_or_skip, free_port
+from conftest import REPO, ProjectFactory, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -146,13 +146,14 @@ def test_mermaid2_integration_loads_mermaid_once_and_locally(make_project: Proje
 
 @pytest.mark.browser
 @pytest.mark.parametrize("integration", ["material", "mermaid2"])
-def test_built_site_renders_every_diagram_offline(make_project: ProjectFactory, integration: str) -> None:
-    browser_or_skip()
+def test_built_site_renders_every_diagram_offline(
+    make_project: ProjectFactory, integration: str, session_browser: object
+) -> None:
     from sitecheck import check_site
 
     root = make_site(make_project(), integration=integration)
     assert build(root).returncode == 0
-    report = check_site(root / "site")
+    report = check_site(root / "site", session_browser)
     assert report.external_requests == []
     blocks = [b for p in report.pages for b in p.blocks]
     kinds = sorted(str(b["kind"]) for b in blocks)  # system, model, data, distributed + the run's loss chart

@@ -62,6 +62,7 @@ class DeviceRecord(_R):
     torch: str
     cuda: str | None
     cudnn: str | None
+    driver: str | None = None
 
 
 class RunResult(_R):

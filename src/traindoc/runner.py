@@ -78,6 +78,16 @@ def latest(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | 
         return None
 
 
+def nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver version, from /proc (no torch, no nvidia-smi)."""
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        return None
+    m = re.search(r"Kernel Module(?: for \w+)?\s+([\d.]+)", text)
+    return m.group(1) if m else None
+
+
 def _git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(
@@ -424,6 +434,7 @@ def assemble(
             torch=d.torch_version,
             cuda=d.cuda_version,
             cudnn=d.cudnn_version,
+            driver=nvidia_driver(),
         ),
         world_size=world,
         nnodes=nnodes,
