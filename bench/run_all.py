@@ -57,16 +57,15 @@ print(json.dumps(out))
 LOOPS = """
 import json, sys, time, statistics, torch
 sys.path.insert(0, 'pipeline')
-from digits import model, optimizer
+from digits import model, optimizer, schedule
 from digits_data import train_set
 from torch.utils.data import DataLoader
 torch.manual_seed(0)
-torch.set_num_threads(int(sys.argv[1]) if len(sys.argv) > 1 else torch.get_num_threads())
 STEPS = %(steps)d
 ds = train_set()
 
 def run(resident):
-    m = model(); opt = optimizer(m.parameters()); lossf = torch.nn.functional.cross_entropy
+    m = model(); opt = optimizer(m.parameters()); sched = schedule(opt); lossf = torch.nn.functional.cross_entropy
     times = []
     if resident:
         x, y = ds.tensors
@@ -85,12 +84,12 @@ def run(resident):
         xb, yb = next(it)
         opt.zero_grad(set_to_none=True)
         loss = lossf(m(xb), yb); loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0); opt.step(); sched.step()
         loss.item()
         t = time.perf_counter(); times.append(t - t_prev); t_prev = t
     return 64 / statistics.median(times[STEPS // 10:])
 
-print(json.dumps({'dataloader': run(False), 'resident': run(True)}))
+print(json.dumps({'%(mode)s': run(%(resident)s)}))
 """
 
 LOOKUP = """
@@ -105,8 +104,7 @@ print(json.dumps({'import_s': t1 - t0, 'lookup_s': t2 - t1, 'hit': hit is not No
 """
 
 
-def bench_runner(steps: int) -> dict[str, float]:
-    loops = sh(LOOPS % {"steps": steps})
+def runner_once(steps: int) -> tuple[float, bool]:
     with tempfile.TemporaryDirectory() as tmp:
         out = subprocess.run(
             [PY, "-m", "traindoc", "run", "pipeline/digits.py", "--nproc", "1", "--max-steps", str(steps),
@@ -114,7 +112,19 @@ def bench_runner(steps: int) -> dict[str, float]:
             cwd=REPO, capture_output=True, text=True, check=True,
         )  # fmt: skip
         result = json.loads(out.stdout)
-    return {**loops, "runner": float(result["samples_per_s"]), "runner_resident": float(result["resident_data"])}
+    return float(result["samples_per_s"]), bool(result["resident_data"])
+
+
+def bench_runner(steps: int, rounds: int = 3) -> dict[str, float]:
+    """Each loop in a fresh process, interleaved over rounds (this 2-core machine drifts); medians."""
+    runs: dict[str, list[float]] = {"dataloader": [], "resident": [], "runner": []}
+    resident = False
+    for _ in range(rounds):
+        runs["dataloader"].append(sh(LOOPS % {"steps": steps, "mode": "dataloader", "resident": False})["dataloader"])
+        runs["resident"].append(sh(LOOPS % {"steps": steps, "mode": "resident", "resident": True})["resident"])
+        sps, resident = runner_once(steps)
+        runs["runner"].append(sps)
+    return {k: statistics.median(v) for k, v in runs.items()} | {"runner_resident": float(resident), "rounds": rounds}
 
 
 def build_time(root: Path, runs: int = 3) -> float:
@@ -159,8 +169,11 @@ def bench_site() -> dict[str, float]:
         assets = plain_root / "docs" / "assets" / "traindoc"
         assets.mkdir(parents=True)
         shutil.copy(REPO / ".cache" / "mermaid" / "11.12.0" / "mermaid.min.js", assets / "mermaid.min.js")
-        plain = build_time(plain_root, 5)
-        plugin = build_time(plugin_root, 5)
+        plains, plugins = [], []
+        for _ in range(7):  # interleaved, so drift on the machine hits both alike
+            plains.append(build_time(plain_root, 1))
+            plugins.append(build_time(plugin_root, 1))
+        plain, plugin = statistics.median(plains), statistics.median(plugins)
     return {"plain_s": plain, "plugin_s": plugin, "ratio": plugin / plain}
 
 

@@ -17,9 +17,13 @@ import json
 import os
 import sys
 from dataclasses import dataclass
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 from . import __version__, atomic
 from .errors import CacheCorrupt
@@ -76,8 +80,35 @@ def _package_of(file: Path, roots: list[Path]) -> str | None:
     return None
 
 
+_SOURCES_MEMO: dict[tuple[Path, Path], tuple[tuple[tuple[str, int, int], ...], list[Path]]] = {}
+
+
+def _stamp(files: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for f in files:
+        try:
+            st = f.stat()
+        except OSError:
+            return ()
+        out.append((str(f), st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 def local_sources(entry: Path, project_root: Path) -> list[Path]:
-    """The pipeline file plus every project-local module it imports, transitively (sorted)."""
+    """The pipeline file plus every project-local module it imports, transitively (sorted).
+
+    Remembered per process while none of the files found changed (size and mtime), so a docs rebuild
+    re-reads imports only after an edit."""
+    key = (entry.resolve(), project_root.resolve())
+    memo = _SOURCES_MEMO.get(key)
+    if memo is not None and memo[0] and _stamp(memo[1]) == memo[0]:
+        return list(memo[1])
+    found = _scan_sources(*key)
+    _SOURCES_MEMO[key] = (_stamp(found), found)
+    return list(found)
+
+
+def _scan_sources(entry: Path, project_root: Path) -> list[Path]:
     entry = entry.resolve()
     roots = [entry.parent, project_root.resolve(), project_root.resolve() / "src"]
     seen: dict[Path, None] = {entry: None}
@@ -120,7 +151,9 @@ def device_kind() -> str:
     return f"cuda:{count}" if count else "cpu"
 
 
-def _own_source_digest() -> str:
+@lru_cache(maxsize=1)
+def own_source_digest() -> str:
+    """traindoc's own code, hashed once per process (code already imported cannot change under us)."""
     h = hashlib.sha256()
     for file in sorted(Path(__file__).parent.glob("*.py")):
         h.update(file.name.encode())
@@ -150,7 +183,7 @@ def fingerprint(entry: Path, project_root: Path, options: dict[str, Any] | None 
     inputs["torch"] = torch_version()
     inputs["device"] = device_kind()
     inputs["python"] = f"{sys.version_info.major}.{sys.version_info.minor}"
-    inputs["traindoc"] = f"{__version__}+{_own_source_digest()}"
+    inputs["traindoc"] = f"{__version__}+{own_source_digest()}"
     for k, v in sorted((options or {}).items()):
         inputs[f"option:{k}"] = json.dumps(v, sort_keys=True)
     key = hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:24]
@@ -206,6 +239,43 @@ def read_inputs(path: Path) -> dict[str, str]:
         return dict(data.get("inputs", {}))
     except (OSError, ValueError, AttributeError):
         return {}
+
+
+M = TypeVar("M", bound="BaseModel")
+
+
+def trusted(model: type[M], data: dict[str, Any]) -> M:
+    """Rebuild a model from a cache payload *that passed its integrity check*, without validation.
+
+    Validating means building pydantic schemas for every nested model, which costs a docs rebuild
+    more than everything else traindoc does on a cache hit; the payload was produced by
+    ``model_dump`` of the same model and its digest matched, so it is trusted as written."""
+    from pydantic import BaseModel
+
+    def sub(ann: Any) -> type[BaseModel] | None:
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            return ann
+        return next((a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), None)
+
+    def build(cls: type[BaseModel], raw: dict[str, Any]) -> BaseModel:
+        values: dict[str, Any] = {}
+        for name, field in cls.model_fields.items():
+            value = raw.get(name, field.default)
+            if value is not None:
+                if get_origin(field.annotation) is list:
+                    inner = sub(get_args(field.annotation)[0])
+                    value = [build(inner, v) for v in value] if inner else value
+                elif (inner := sub(field.annotation)) is not None and isinstance(value, dict):
+                    value = build(inner, value)
+            values[name] = value
+        obj = cls.__new__(cls)
+        object.__setattr__(obj, "__dict__", values)
+        object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+        object.__setattr__(obj, "__pydantic_extra__", None)
+        object.__setattr__(obj, "__pydantic_private__", None)
+        return obj
+
+    return build(model, data)  # type: ignore[return-value]
 
 
 class Layout:

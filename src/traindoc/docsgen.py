@@ -14,6 +14,7 @@ Python-Markdown) uses :class:`CachedProvider`.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from . import content, reference
+from . import content
 from .errors import TraindocError
 from .facts import Facts
 from .results import RunResult
@@ -77,16 +78,31 @@ class Provider(Protocol):
 
 
 def render_fence(opts: FenceOptions, provider: Provider) -> str:
-    if opts.show == "spec-reference":
-        return reference.spec_reference()
-    if opts.show == "cli-reference":
-        return reference.cli_reference()
+    if opts.show in ("spec-reference", "cli-reference"):
+        return reference_page(opts.show)
     assert opts.pipeline is not None
     facts = provider.facts(opts.pipeline)
     result, notice = (None, None)
     if opts.show in ("run", "results"):
         result, notice = provider.run(opts.pipeline)
     return content.block(opts.show, facts, result=result, notice=notice, depth=opts.depth, templates=provider.templates)
+
+
+def reference_page(show: str) -> str:
+    """The spec or CLI reference; it depends only on traindoc's code, so it is cached by its digest."""
+    from . import atomic, cache
+
+    path = cache.default_dir() / "reference" / f"{show}-{cache.own_source_digest()}.md"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    from . import reference
+
+    text = reference.spec_reference() if show == "spec-reference" else reference.cli_reference()
+    with contextlib.suppress(OSError):
+        atomic.write_text(path, text)
+    return text
 
 
 def error_block(message: str) -> str:

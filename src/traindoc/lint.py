@@ -14,7 +14,7 @@ LARGE_DATASET = 10_000
 
 
 class Finding(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     rule: str
     severity: Literal["warning", "info"]

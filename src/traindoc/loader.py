@@ -16,12 +16,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from .errors import LoadError, Problem, SpecError, UserCodeError
-from .spec import Pipeline
+
+if TYPE_CHECKING:
+    from .spec import Pipeline
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def load(text: str | PipelineRef, base_dir: Path | None = None) -> tuple[Pipelin
 
 def pick(module: ModuleType, attr: str | None, file: Path) -> Pipeline:
     """Choose the pipeline in a module: the named attribute, or the only one."""
+    from .spec import Pipeline
+
     if attr:
         value = module
         for part in attr.split("."):
@@ -175,6 +179,8 @@ def _paths(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, type
 
 def _prefix_for(title: str) -> str:
     """Field path of a nested spec class inside Pipeline (e.g. 'Checkpoint' -> 'checkpoint.')."""
+    from .spec import Pipeline
+
     if title == Pipeline.__name__:
         return ""
 
@@ -196,7 +202,7 @@ def _prefix_for(title: str) -> str:
 
 
 def _allowed(title: str, loc: tuple[Any, ...]) -> list[str]:
-    from .spec import _submodel
+    from .spec import Pipeline, _submodel
 
     models = {Pipeline.__name__: Pipeline} | {n: m for n, m in _paths(Pipeline)}
     model: type[BaseModel] | None = models.get(title)

@@ -20,7 +20,7 @@ LEAK_MIN_FRACTION = 0.10  # ... nor growth below 10 % of the starting level
 
 
 class _R(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
 
 class Expectation(_R):

@@ -65,7 +65,7 @@ def lookup(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | 
         return None
     if payload is None:
         return None
-    return RunResult.model_validate(payload).model_copy(update={"from_cache": True})
+    return cache.trusted(RunResult, payload).model_copy(update={"from_cache": True})
 
 
 def latest(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | None:

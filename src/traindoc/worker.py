@@ -56,8 +56,7 @@ class StepLog:
 
     def flush(self) -> None:
         if self.fh is not None:
-            self.fh.flush()
-            os.fsync(self.fh.fileno())
+            self.fh.flush()  # no fsync: a torn last line is tolerated by the reader, a stall per window is not
 
 
 def _rss_bytes() -> int:
@@ -202,8 +201,11 @@ class Trainer:
         )
         chunks = batches(order, d.batch_size, d.drop_last)[skip:]
         if self.resident:
+            flat_idx = torch.tensor([i for c in chunks for i in c], device=self.device)  # one copy per epoch
+            start = 0
             for chunk in chunks:
-                idx = torch.tensor(chunk, device=self.device)
+                idx = flat_idx[start : start + len(chunk)]
+                start += len(chunk)
                 yield tuple(t.index_select(0, idx) for t in self.train_tensors)
             return
         flat = [i for c in chunks for i in c]
@@ -228,7 +230,11 @@ class Trainer:
     def train_step(self, batch: Any) -> torch.Tensor:
         x, y = batch[0], batch[1]
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+        if self.amp is not None:
+            with torch.autocast(self.device.type, dtype=self.amp):
+                out = self.net(x)
+                loss = self.loss_fn(out, y)
+        else:
             out = self.net(x)
             loss = self.loss_fn(out, y)
         if self.scaler is not None:
