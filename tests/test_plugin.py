@@ -221,7 +221,7 @@ def test_serve_edits_markdown_without_training_and_reruns_on_pipeline_edits(make
 
         mods = root / "pipeline" / "tinymods.py"
         mods.write_text(mods.read_text().replace("width: int = 16", "width: int = 24"))
-        _wait_for(base + "run/", lambda p: "Running…" in p)
+        _wait_for(base + "run/", lambda p: "Running… pipeline/tinymods.py changed" in p)
         _wait_for(base + "run/", lambda p: "✅ Passed" in p and "Running…" not in p)
         assert len(list(runs.iterdir())) == n_runs + 1
 

@@ -15,7 +15,6 @@ import torch
 
 from conftest import REPO, ProjectFactory
 from traindoc import checkpoint, launch, runner
-from traindoc.results import memory_trend
 from traindoc.runner import RunOptions
 
 pytestmark = pytest.mark.slow
@@ -287,14 +286,6 @@ def test_two_concurrent_runs_share_one_cache(make_project: ProjectFactory) -> No
     assert [p.returncode for p in procs] == [0, 0], outs
     assert sum("(from cache)" in o for o, _ in outs) == 1  # one trained, the other waited and reused it
     assert len(list((root / ".cache" / "traindoc" / "runs").iterdir())) == 1
-
-
-def test_memory_trend_flags_growth() -> None:
-    flat = [{"step": s, "memory_bytes": 500 << 20} for s in range(1, 101)]
-    leak = [{"step": s, "memory_bytes": (500 << 20) + s * (2 << 20)} for s in range(1, 101)]
-    assert memory_trend(flat, "rss").leak_suspected is False  # type: ignore[union-attr]
-    grown = memory_trend(leak, "cuda_allocated")
-    assert grown is not None and grown.leak_suspected and "MiB per step" in grown.text
 
 
 def test_example_pipeline_files_are_in_the_key() -> None:

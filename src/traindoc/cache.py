@@ -296,5 +296,6 @@ class Layout:
     def lock(self, key: str) -> Path:
         return self.root / "locks" / f"{key}.lock"
 
-    def latest(self, pipeline: str, what: str) -> Path:
-        return self.root / "latest" / f"{pipeline}.{what}.json"
+    def latest(self, name: str) -> Path:
+        """The newest result of a pipeline, whatever its inputs (for 'last known' displays)."""
+        return self.root / "latest" / f"{name}.json"

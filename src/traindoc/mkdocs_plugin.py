@@ -181,9 +181,12 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
         hit = runner.lookup(ref, opts, self.root)
         if hit is not None:
             return hit, None
+        why = "; ".join(runner.stale_because(ref, opts, self.root)[:3])
         if mode == "never":
             last = runner.latest(ref, opts, self.root)
-            note = "Not run: execute is 'never' and no cached run matches the current inputs."
+            note = "Not run: execute is 'never' and no cached run matches the current inputs" + (
+                f" ({why})." if why else "."
+            )
             return (last, note + " Showing the last recorded run.") if last else (None, note)
         if not (self.serving and self.config.background):
             return runner.run(ref, opts, self.root), None
@@ -199,7 +202,7 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
                 self.jobs[key] = job
                 job.start()
         last = runner.latest(ref, opts, self.root)
-        note = "Running… the inputs changed; this page reloads when the new run finishes."
+        note = f"Running… {why or 'no recorded run matches the current inputs'}; this page reloads when it finishes."
         return (last, note + " Showing the last recorded run meanwhile.") if last else (None, note)
 
     def _background(self, ref: str, opts: runner.RunOptions, key: str) -> None:

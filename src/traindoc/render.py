@@ -141,10 +141,3 @@ def project_templates_dir(root: Path | None) -> str | None:
 def render(name: str, templates: str | None = None, **context: Any) -> str:
     """Render one template by file name; a project's template of that name wins."""
     return environment(templates).get_template(name).render(**context)
-
-
-def origin(name: str, templates: str | None = None) -> str:
-    """Which file a template name resolves to (for docs: 'overridden by templates/x')."""
-    env = environment(templates)
-    source = env.loader.get_source(env, name) if env.loader else None
-    return source[1] if source and source[1] else name

@@ -156,42 +156,23 @@ def _window_mean(values: list[float], n: int, last: bool) -> float | None:
 def check_expectations(
     expect: dict[str, Any], final_acc: float | None, first: float | None, final: float | None
 ) -> list[Expectation]:
+    """Each declared threshold against its measured value (a missing measurement fails)."""
+    drop = (first - final) / first if first and final is not None and first > 0 else None
+    # name -> (measured, at least (True) / at most (False), wording)
+    checks: dict[str, tuple[float | None, bool, str]] = {
+        "min_val_accuracy": (final_acc, True, "validation accuracy {m} ≥ {t}"),
+        "min_loss_drop": (drop, True, "training loss fell by {m} (≥ {t})"),
+        "max_final_loss": (final, False, "final training loss {m} ≤ {t}"),
+    }
     out: list[Expectation] = []
-    if expect.get("min_val_accuracy") is not None:
-        t = float(expect["min_val_accuracy"])
-        ok = final_acc is not None and final_acc >= t
+    for name, (measured, at_least, text) in checks.items():
+        if expect.get(name) is None:
+            continue
+        t = float(expect[name])
+        ok = measured is not None and (measured >= t if at_least else measured <= t)
         out.append(
             Expectation(
-                name="min_val_accuracy",
-                threshold=t,
-                measured=final_acc,
-                passed=ok,
-                text=f"validation accuracy {_f(final_acc)} ≥ {t:g}",
-            )
-        )
-    if expect.get("min_loss_drop") is not None:
-        t = float(expect["min_loss_drop"])
-        drop = (first - final) / first if first and final is not None and first > 0 else None
-        ok = drop is not None and drop >= t
-        out.append(
-            Expectation(
-                name="min_loss_drop",
-                threshold=t,
-                measured=drop,
-                passed=ok,
-                text=f"training loss fell by {_f(drop)} (≥ {t:g})",
-            )
-        )
-    if expect.get("max_final_loss") is not None:
-        t = float(expect["max_final_loss"])
-        ok = final is not None and final <= t
-        out.append(
-            Expectation(
-                name="max_final_loss",
-                threshold=t,
-                measured=final,
-                passed=ok,
-                text=f"final training loss {_f(final)} ≤ {t:g}",
+                name=name, threshold=t, measured=measured, passed=ok, text=text.format(m=_f(measured), t=f"{t:g}")
             )
         )
     return out

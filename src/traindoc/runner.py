@@ -71,7 +71,7 @@ def lookup(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | 
 def latest(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | None:
     """The newest recorded result for this pipeline (any inputs), for 'last known' displays."""
     t = service.target(ref, root)
-    path = _layout(t, opts).root / "latest" / f"{t.file.stem}-{t.attr or ''}.json"
+    path = _layout(t, opts).latest(_latest_name(t))
     try:
         return RunResult.model_validate_json(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -86,6 +86,19 @@ def nvidia_driver() -> str | None:
         return None
     m = re.search(r"Kernel Module(?: for \w+)?\s+([\d.]+)", text)
     return m.group(1) if m else None
+
+
+def _latest_name(t: service.Target) -> str:
+    return f"{t.file.stem}-{t.attr or ''}"
+
+
+def stale_because(ref: str, opts: RunOptions, root: Path | None = None) -> list[str]:
+    """What changed since the last recorded run, in words ('pipeline/se_cnn.py changed')."""
+    last = latest(ref, opts, root)
+    if last is None:
+        return []
+    old = cache.read_inputs(Path(last.run_dir) / "inputs.json")
+    return cache.explain(old, run_fingerprint(service.target(ref, root), opts).inputs) if old else []
 
 
 def _git_commit(root: Path) -> str | None:
@@ -273,12 +286,11 @@ def run(ref: str, opts: RunOptions | None = None, root: Path | None = None) -> R
         for stale in run_dir.glob("error-rank*.json"):
             stale.unlink()
         (run_dir / "worker.json").unlink(missing_ok=True)
+        write_text(run_dir / "inputs.json", json.dumps({"inputs": fp.inputs}, indent=1))
         result = _run_once(t, facts, fp.key, run_dir, opts)
         result_json = result.model_dump(mode="json")
         write_text(run_dir / "results.json", json.dumps(result_json, indent=1, ensure_ascii=False))
-        write_text(
-            layout.root / "latest" / f"{t.file.stem}-{t.attr or ''}.json", json.dumps(result_json, ensure_ascii=False)
-        )
+        write_text(layout.latest(_latest_name(t)), json.dumps(result_json, ensure_ascii=False))
         if result.ok and cacheable:
             cache.write_entry(layout.run_entry(fp.key), fp.key, result_json, fp.inputs)
         return result

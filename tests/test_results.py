@@ -1,0 +1,74 @@
+"""The results record's pure parts: expectations, memory trend, the step log reader, cache entries."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from traindoc import cache
+from traindoc.errors import CacheCorrupt
+from traindoc.facts import Facts
+from traindoc.results import check_expectations, memory_trend, read_steps
+
+
+def test_expectations_each_direction_and_missing_measurements() -> None:
+    met = check_expectations({"min_val_accuracy": 0.9, "min_loss_drop": 0.5, "max_final_loss": 0.2}, 0.95, 2.0, 0.1)
+    assert [(e.name, e.passed) for e in met] == [
+        ("min_val_accuracy", True),
+        ("min_loss_drop", True),
+        ("max_final_loss", True),
+    ]
+    assert met[1].measured == pytest.approx(0.95)
+    missed = check_expectations({"min_val_accuracy": 0.9, "max_final_loss": 0.05}, 0.5, 2.0, 0.1)
+    assert [e.passed for e in missed] == [False, False] and "0.5 ≥ 0.9" in missed[0].text
+    absent = check_expectations({"min_val_accuracy": 0.9, "min_loss_drop": 0.1}, None, None, None)
+    assert [e.passed for e in absent] == [False, False]  # no measurement never passes
+    assert check_expectations({}, 1.0, 1.0, 0.0) == []
+
+
+def test_memory_trend_flags_growth() -> None:
+    flat = [{"step": s, "memory_bytes": 500 << 20} for s in range(1, 101)]
+    leak = [{"step": s, "memory_bytes": (500 << 20) + s * (2 << 20)} for s in range(1, 101)]
+    stable = memory_trend(flat, "rss")
+    assert stable is not None and not stable.leak_suspected and "stable" in stable.text
+    grown = memory_trend(leak, "cuda_allocated")
+    assert grown is not None and grown.leak_suspected and "MiB per step" in grown.text
+    assert memory_trend(flat[:3], "rss") is None
+
+
+def test_step_log_tolerates_a_torn_line_and_resumed_duplicates(tmp_path: Path) -> None:
+    log = tmp_path / "steps.jsonl"
+    rows = [{"step": s, "loss": 1.0 / s} for s in (1, 2, 3)] + [
+        {"step": 3, "loss": 0.3},
+        {"event": "val", "step": 3, "epoch": 0},
+    ]
+    log.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 4, "lo')
+    steps, vals = read_steps(log)
+    assert [s["step"] for s in steps] == [1, 2, 3] and steps[-1]["loss"] == 0.3 and len(vals) == 1
+
+
+def test_cache_entries_detect_tampering_and_trusted_load_round_trips(tmp_path: Path) -> None:
+    from conftest import REPO
+    from traindoc.introspect import facts as compute
+    from traindoc.loader import load
+
+    spec, file = load(str(REPO / "pipeline" / "digits.py"))
+    f = compute(spec, file, REPO)
+    path = tmp_path / "e.json"
+    cache.write_entry(path, "k", f.model_dump(mode="json"))
+    again = cache.trusted(Facts, cache.read_entry(path, "k"))
+    assert again == f and again.model.modules[3].cls == f.model.modules[3].cls
+    assert cache.read_entry(tmp_path / "absent.json", "k") is None
+    with pytest.raises(CacheCorrupt):
+        cache.read_entry(path, "other-key")
+    path.write_text(path.read_text().replace('"digits"', '"digitz"', 1))
+    with pytest.raises(CacheCorrupt):
+        cache.read_entry(path, "k")
+
+
+def test_explain_says_what_changed() -> None:
+    old = {"file:pipeline/a.py": "1", "file:pipeline/b.py": "2", "torch": "2.12.0"}
+    new = {"file:pipeline/a.py": "1", "file:pipeline/b.py": "3", "file:pipeline/c.py": "4", "torch": "2.13.0"}
+    assert cache.explain(old, new) == ["pipeline/b.py changed", "pipeline/c.py added", "torch: 2.12.0 -> 2.13.0"]
