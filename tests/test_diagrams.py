@@ -158,7 +158,10 @@ def test_folding_and_depth_reduction_stay_inside_limits(zoo_facts: dict[str, Fac
     xl = diagram(zoo_facts["gpt2_xl"], "model")
     assert "Block × 48" in xl.text
     wide = diagram(zoo_facts["wide600"], "model")
-    assert wide.edges <= mermaid.BUDGET_EDGES and any("limited" in n or "at most" in n for n in wide.notes)
+    assert wide.edges <= mermaid.BUDGET_EDGES and any("depth limited to 1 of 2" in n for n in wide.notes)
+    flat = diagram(zoo_facts["flat600"], "model")
+    assert flat.edges <= mermaid.BUDGET_EDGES and mermaid.measure(flat.text).chars <= mermaid.BUDGET_TEXT
+    assert any("nodes per level" in n for n in flat.notes) and "more modules" in flat.text
 
 
 def test_node_ids_are_stable_and_follow_names(digits: Facts, tmp_path: Path) -> None:
@@ -269,3 +272,28 @@ def test_golden_example_diagrams(digits: Facts, kind: str, update_golden: bool) 
 def test_count_matches_definitions() -> None:
     text = 'flowchart LR\n  subgraph g["x"]\n    a["1"]\n  end\n  b(["2"])\n  a -->|"e"| b\n  b --- c[("3")]\n'
     assert count(text) == (3, 1, 2)
+
+
+def test_cuda_facts_are_said_out_loud(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GPU cannot exist here, so torch.cuda's answers are the one thing mocked."""
+    from types import SimpleNamespace
+
+    from traindoc import introspect
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: SimpleNamespace(total_memory=80 << 30))
+    monkeypatch.setattr(torch.backends.cudnn, "version", lambda: 91000)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    d = introspect.device_facts("auto")
+    assert d.resolved == "cuda" and d.sentence == "runs on CUDA: 2 × NVIDIA H100 80GB HBM3"
+    assert d.cudnn_version == "91000" and d.cuda_version == "12.8"
+    assert introspect.resident_ok(10 << 30, d, "auto") and not introspect.resident_ok(30 << 30, d, "auto")
+    assert not introspect.resident_ok(1 << 20, d, "never")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    cpu = introspect.device_facts("cuda")
+    assert (
+        cpu.resolved == "cpu"
+        and "no CUDA device visible (the spec asks for CUDA; falling back visibly)" in cpu.sentence
+    )

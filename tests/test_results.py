@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,7 @@ def test_step_log_tolerates_a_torn_line_and_resumed_duplicates(tmp_path: Path) -
     assert [s["step"] for s in steps] == [1, 2, 3] and steps[-1]["loss"] == 0.3 and len(vals) == 1
 
 
-def test_cache_entries_detect_tampering_and_trusted_load_round_trips(tmp_path: Path) -> None:
+def test_cache_entries_detect_tampering_and_round_trip(tmp_path: Path) -> None:
     from conftest import REPO
     from traindoc.introspect import facts as compute
     from traindoc.loader import load
@@ -58,7 +59,7 @@ def test_cache_entries_detect_tampering_and_trusted_load_round_trips(tmp_path: P
     f = compute(spec, file, REPO)
     path = tmp_path / "e.json"
     cache.write_entry(path, "k", f.model_dump(mode="json"))
-    again = cache.trusted(Facts, cache.read_entry(path, "k"))
+    again = Facts.model_validate(cache.read_entry(path, "k"))
     assert again == f and again.model.modules[3].cls == f.model.modules[3].cls
     assert cache.read_entry(tmp_path / "absent.json", "k") is None
     with pytest.raises(CacheCorrupt):
@@ -72,3 +73,21 @@ def test_explain_says_what_changed() -> None:
     old = {"file:pipeline/a.py": "1", "file:pipeline/b.py": "2", "torch": "2.12.0"}
     new = {"file:pipeline/a.py": "1", "file:pipeline/b.py": "3", "file:pipeline/c.py": "4", "torch": "2.13.0"}
     assert cache.explain(old, new) == ["pipeline/b.py changed", "pipeline/c.py added", "torch: 2.12.0 -> 2.13.0"]
+
+
+def test_records_check_shape_and_types_on_the_way_in() -> None:
+    from traindoc.records import RecordError
+    from traindoc.results import Expectation
+
+    good = {"name": "x", "threshold": 1, "measured": None, "passed": True, "text": "t"}
+    e = Expectation.model_validate(good)
+    assert e.threshold == 1.0 and isinstance(e.threshold, float) and dict(e)["name"] == "x"
+    for bad, message in [
+        ({**good, "extra": 1}, "Expectation: unknown field(s) extra"),
+        ({k: v for k, v in good.items() if k != "text"}, "Expectation: missing field(s) text"),
+        ({**good, "passed": "yes"}, "Expectation.passed: expected bool"),
+        ({**good, "threshold": "1"}, "Expectation.threshold: expected a number"),
+    ]:
+        with pytest.raises(RecordError, match=re.escape(message)):
+            Expectation.model_validate(bad)
+    assert Expectation.model_validate_json(json.dumps(e.model_dump())) == e

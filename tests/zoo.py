@@ -212,6 +212,21 @@ class Wide(nn.Module):
         return self.layers(x)
 
 
+class Flat(nn.Module):
+    """600 different layers directly on the root: no folding, no depth to cut, so levels are capped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        dims = [8 + (i % 7) for i in range(601)]
+        for i in range(600):
+            self.add_module(f"l{i}", nn.Linear(dims[i], dims[i + 1]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.children():
+            x = layer(x)
+        return x
+
+
 ZOO: dict[str, tuple[Any, list[int], str]] = {
     "resnet": (ResNetish, [1, 3, 32, 32], "float32"),
     "transformer": (TransformerClassifier, [1, 16], "int64"),
@@ -222,6 +237,7 @@ ZOO: dict[str, tuple[Any, list[int], str]] = {
     "gpt2_xl": (gpt2_xl, [1, 32], "int64"),
     "deep240": (Deep, [1, 32], "float32"),
     "wide600": (Wide, [1, 8], "float32"),
+    "flat600": (Flat, [1, 8], "float32"),
 }
 
 

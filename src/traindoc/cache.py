@@ -20,10 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, get_args, get_origin
-
-if TYPE_CHECKING:
-    from pydantic import BaseModel
+from typing import Any
 
 from . import __version__, atomic
 from .errors import CacheCorrupt
@@ -239,43 +236,6 @@ def read_inputs(path: Path) -> dict[str, str]:
         return dict(data.get("inputs", {}))
     except (OSError, ValueError, AttributeError):
         return {}
-
-
-M = TypeVar("M", bound="BaseModel")
-
-
-def trusted(model: type[M], data: dict[str, Any]) -> M:
-    """Rebuild a model from a cache payload *that passed its integrity check*, without validation.
-
-    Validating means building pydantic schemas for every nested model, which costs a docs rebuild
-    more than everything else traindoc does on a cache hit; the payload was produced by
-    ``model_dump`` of the same model and its digest matched, so it is trusted as written."""
-    from pydantic import BaseModel
-
-    def sub(ann: Any) -> type[BaseModel] | None:
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            return ann
-        return next((a for a in get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)), None)
-
-    def build(cls: type[BaseModel], raw: dict[str, Any]) -> BaseModel:
-        values: dict[str, Any] = {}
-        for name, field in cls.model_fields.items():
-            value = raw.get(name, field.default)
-            if value is not None:
-                if get_origin(field.annotation) is list:
-                    inner = sub(get_args(field.annotation)[0])
-                    value = [build(inner, v) for v in value] if inner else value
-                elif (inner := sub(field.annotation)) is not None and isinstance(value, dict):
-                    value = build(inner, value)
-            values[name] = value
-        obj = cls.__new__(cls)
-        object.__setattr__(obj, "__dict__", values)
-        object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-        object.__setattr__(obj, "__pydantic_extra__", None)
-        object.__setattr__(obj, "__pydantic_private__", None)
-        return obj
-
-    return build(model, data)  # type: ignore[return-value]
 
 
 class Layout:

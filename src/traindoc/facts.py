@@ -2,19 +2,19 @@
 
 Produced only by :mod:`traindoc.introspect` (the one place that touches torch objects); read by
 templates, diagrams, lint, README sections and commands. ``Facts.model_dump(mode="json")`` is the
-``traindoc inspect --json`` output and the cached form.
+``traindoc inspect --json`` output and the cached form. Plain records (:mod:`traindoc.records`), so
+reading them back never imports pydantic or torch.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+from dataclasses import dataclass
+
+from .records import Record
 
 
-class _Fact(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
-
-
-class ModuleFact(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class ModuleFact(Record):
     name: str  # qualified name; "" is the root
     cls: str
     depth: int
@@ -28,13 +28,15 @@ class ModuleFact(_Fact):
     output_shapes: list[str]
 
 
-class EdgeFact(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class EdgeFact(Record):
     src: str  # leaf module name, or "input"
     dst: str  # leaf module name, or "output"
     shape: str
 
 
-class ModelFacts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class ModelFacts(Record):
     root_class: str
     modules: list[ModuleFact]
     edges: list[EdgeFact]
@@ -49,12 +51,14 @@ class ModelFacts(_Fact):
     traced_on: str
 
 
-class SampleFact(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class SampleFact(Record):
     shape: str
     dtype: str
 
 
-class DataFacts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class DataFacts(Record):
     dataset_class: str
     train_len: int
     val_len: int | None
@@ -71,12 +75,14 @@ class DataFacts(_Fact):
     device_resident: bool
 
 
-class GPUFact(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class GPUFact(Record):
     name: str
     memory_bytes: int
 
 
-class DeviceFacts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class DeviceFacts(Record):
     requested: str
     resolved: str  # "cuda" or "cpu"
     sentence: str  # said out loud, e.g. "ran on CPU: no CUDA device visible"
@@ -86,18 +92,21 @@ class DeviceFacts(_Fact):
     cudnn_version: str | None
 
 
-class PortFact(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class PortFact(Record):
     host: int
     container: int
 
 
-class VolumeFact(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class VolumeFact(Record):
     host: str  # as written in the spec (relative to the pipeline file); facts hold no machine paths
     container: str
     read_only: bool
 
 
-class EnvironmentFacts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class EnvironmentFacts(Record):
     image: str
     image_name: str
     image_tag: str | None
@@ -109,26 +118,30 @@ class EnvironmentFacts(_Fact):
     workdir: str
 
 
-class JupyterFact(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class JupyterFact(Record):
     port: int
     bind: str
     token_env: str | None
     host_port: int | None
 
 
-class SSHFact(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class SSHFact(Record):
     port: int
     user: str
     auth: str
     host_port: int | None
 
 
-class AccessFacts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class AccessFacts(Record):
     jupyter: JupyterFact | None
     ssh: SSHFact | None
 
 
-class OptimFacts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class OptimFacts(Record):
     optimizer: str
     lr: float | None
     loss: str
@@ -138,7 +151,8 @@ class OptimFacts(_Fact):
     seed: int | None
 
 
-class TrainingFacts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class TrainingFacts(Record):
     epochs: int
     max_steps: int | None
     docs_max_steps: int
@@ -147,7 +161,8 @@ class TrainingFacts(_Fact):
     timeout_s: float
 
 
-class CheckpointFacts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class CheckpointFacts(Record):
     container_dir: str
     host_dir: str | None  # as written via the volume, e.g. './checkpoints'
     on_volume: bool
@@ -158,7 +173,8 @@ class CheckpointFacts(_Fact):
     resume: bool
 
 
-class DistributedFacts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class DistributedFacts(Record):
     enabled: bool
     backend: str  # resolved on this machine
     backend_declared: str  # as the spec says ('auto' = nccl on GPU, gloo on CPU)
@@ -170,13 +186,15 @@ class DistributedFacts(_Fact):
     launcher: list[str]  # argv of the launch line a user types (torchrun ... or python ...)
 
 
-class ExpectFacts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class ExpectFacts(Record):
     min_val_accuracy: float | None
     min_loss_drop: float | None
     max_final_loss: float | None
 
 
-class Facts(_Fact):
+@dataclass(frozen=True, kw_only=True)
+class Facts(Record):
     name: str
     description: str
     source: str  # pipeline file, relative to the project root when inside it

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from .facts import Facts
+from .records import Record
 from .render import render
 
 LARGE_DATASET = 10_000
 
 
-class Finding(BaseModel):
-    model_config = ConfigDict(frozen=True, defer_build=True)
-
+@dataclass(frozen=True, kw_only=True)
+class Finding(Record):
     rule: str
     severity: Literal["warning", "info"]
     field: str

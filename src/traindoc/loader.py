@@ -18,11 +18,11 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
-
 from .errors import LoadError, Problem, SpecError, UserCodeError
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel, ValidationError
+
     from .spec import Pipeline
 
 
@@ -105,6 +105,8 @@ def _module_name(file: Path) -> str:
 
 
 def _import(ref: PipelineRef, file: Path) -> ModuleType:
+    from pydantic import ValidationError
+
     if ref.module is not None:
         importer: Callable[[], ModuleType] = lambda: importlib.import_module(ref.module or "")  # noqa: E731
     else:

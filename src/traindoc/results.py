@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import json
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
+from .records import Record
 from .redact import redact
 
+Status = Literal["passed", "failed", "expectations_unmet", "timeout"]
 LEAK_MIN_BYTES = 32 << 20  # growth below this is never called a leak
 LEAK_MIN_FRACTION = 0.10  # ... nor growth below 10 % of the starting level
 
 
-class _R(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
-
-
-class Expectation(_R):
+@dataclass(frozen=True, kw_only=True)
+class Expectation(Record):
     name: str
     threshold: float
     measured: float | None
@@ -31,21 +29,24 @@ class Expectation(_R):
     text: str
 
 
-class CheckpointRecord(_R):
+@dataclass(frozen=True, kw_only=True)
+class CheckpointRecord(Record):
     path: str
     container_path: str
     bytes: int
     step: int
 
 
-class ValRecord(_R):
+@dataclass(frozen=True, kw_only=True)
+class ValRecord(Record):
     epoch: int
     step: int
     accuracy: float
     loss: float
 
 
-class MemoryTrend(_R):
+@dataclass(frozen=True, kw_only=True)
+class MemoryTrend(Record):
     kind: Literal["cuda_allocated", "rss"]
     start_bytes: int
     end_bytes: int
@@ -55,7 +56,8 @@ class MemoryTrend(_R):
     text: str
 
 
-class DeviceRecord(_R):
+@dataclass(frozen=True, kw_only=True)
+class DeviceRecord(Record):
     kind: str
     sentence: str
     gpus: list[str]
@@ -65,9 +67,10 @@ class DeviceRecord(_R):
     driver: str | None = None
 
 
-class RunResult(_R):
+@dataclass(frozen=True, kw_only=True)
+class RunResult(Record):
     ok: bool
-    status: Literal["passed", "failed", "expectations_unmet", "timeout"]
+    status: Status
     reason: str
     pipeline: str
     key: str

@@ -27,7 +27,7 @@ from .atomic import locked, write_text
 from .errors import CacheCorrupt
 from .facts import Facts
 from .redact import redact
-from .results import RunResult
+from .results import RunResult, Status
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def lookup(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | 
         return None
     if payload is None:
         return None
-    return cache.trusted(RunResult, payload).model_copy(update={"from_cache": True})
+    return RunResult.model_validate(payload).model_copy(update={"from_cache": True})
 
 
 def latest(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | None:
@@ -374,6 +374,7 @@ def assemble(
     nproc: int,
     backend: str,
 ) -> RunResult:
+    status: Status
     steps, _ = results.read_steps(run_dir / "steps.jsonl")
     summary = results.summarise_steps(steps, facts.training.log_every)
     try:

@@ -59,7 +59,7 @@ def facts_for(
         except CacheCorrupt:
             payload = None
         if payload is not None:
-            return cache.trusted(Facts, payload)
+            return Facts.model_validate(payload)
         facts = introspect_here(t) if in_process else introspect_child(t)
         cache.write_entry(path, fp.key, facts.model_dump(mode="json"), fp.inputs)
         return facts
