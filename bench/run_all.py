@@ -115,7 +115,7 @@ def runner_once(steps: int) -> tuple[float, bool]:
     return float(result["samples_per_s"]), bool(result["resident_data"])
 
 
-def bench_runner(steps: int, rounds: int = 3) -> dict[str, float]:
+def bench_runner(steps: int, rounds: int = 5) -> dict[str, float]:
     """Each loop in a fresh process, interleaved over rounds (this 2-core machine drifts); medians."""
     runs: dict[str, list[float]] = {"dataloader": [], "resident": [], "runner": []}
     resident = False

@@ -59,10 +59,16 @@ class StepLog:
             self.fh.flush()  # no fsync: a torn last line is tolerated by the reader, a stall per window is not
 
 
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+_STATM: list[int] = []
+
+
 def _rss_bytes() -> int:
+    """Resident set size, read every step: one pread on a file descriptor opened once."""
     try:
-        with open("/proc/self/statm") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        if not _STATM:
+            _STATM.append(os.open("/proc/self/statm", os.O_RDONLY))
+        return int(os.pread(_STATM[0], 128, 0).split()[1]) * _PAGE
     except OSError:  # pragma: no cover
         return 0
 
