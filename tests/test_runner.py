@@ -182,7 +182,9 @@ def test_failures_are_one_clear_line_with_the_log_tail(
     assert r.log_tail, "a failed run shows its log tail"
     if mode == "exception":
         assert any("tinymods.py" in line and "in loss" in line for line in r.log_tail)
-        assert not any("traindoc/worker.py" in line for line in r.log_tail if "--- traceback" not in line) or True
+        user = r.log_tail[r.log_tail.index("--- traceback (user code)") + 1 :]
+        assert any("tinymods.py" in line for line in user)
+        assert not any("src/traindoc/" in line for line in user), "the user traceback shows traindoc's frames"
     assert runner.lookup("pipeline/tiny.py", opts(), root) is None  # failed runs are never cached
 
 
@@ -293,3 +295,28 @@ def test_example_pipeline_files_are_in_the_key() -> None:
 
     names = {p.name for p in local_sources(REPO / "pipeline" / "digits.py", REPO)}
     assert names == {"digits.py", "se_cnn.py", "digits_data.py"}
+
+
+def test_progress_bar_on_a_terminal_and_plain_lines_without(make_project: ProjectFactory) -> None:
+    import pty
+
+    root = make_project(epochs=20)
+    cmd = [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py", "--force"]
+    out = bytearray()
+
+    def read(fd: int) -> bytes:
+        data = os.read(fd, 4096)
+        out.extend(data)
+        return data
+
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        status = pty.spawn(cmd, read)
+    finally:
+        os.chdir(cwd)
+    text = out.decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "train tiny" in text and "━" in text, "no rich progress bar on a terminal"
+    plain = subprocess.run([*cmd[:-1], "--force"], cwd=root, capture_output=True, text=True, check=False)
+    assert "[traindoc] tiny: step" in plain.stderr and "━" not in plain.stderr
