@@ -62,6 +62,7 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
         self.serving = False
         self.jobs: dict[str, threading.Thread] = {}
         self.finished: dict[str, RunResult] = {}  # background results that failed (not cached) by key
+        self.errored: dict[str, str] = {}  # background runs that raised before producing a result
         self.lock = threading.Lock()
         self.server: Any = None
 
@@ -167,8 +168,8 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
     def run(self, pipeline: str) -> tuple[RunResult | None, str | None]:
         if pipeline not in self.run_memo:
             self.run_memo[pipeline] = self._run(pipeline)
-            result = self.run_memo[pipeline][0]
-            if result is not None and not result.ok:
+            result, notice = self.run_memo[pipeline]
+            if result is not None and not result.ok and notice is None:  # a run of the current inputs failed
                 self.failures.append(f"{pipeline}: run {result.status}: {result.reason}")
         return self.run_memo[pipeline]
 
@@ -194,6 +195,8 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
         with self.lock:
             if key in self.finished:
                 return self.finished[key], None
+            if key in self.errored:  # never retried for the same inputs: no rebuild loop
+                return None, f"The run could not start: {self.errored[key]}"
             job = self.jobs.get(key)
             if job is None or not job.is_alive():
                 job = threading.Thread(
@@ -213,7 +216,7 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
                     self.finished[key] = result
         except Exception as exc:  # the dev server must survive anything a run does
             with self.lock:
-                self.failures.append(f"{ref}: {exc}")
+                self.errored[key] = f"{type(exc).__name__}: {exc}"
         finally:
             time.sleep(0.1)
             self.signal.parent.mkdir(parents=True, exist_ok=True)
