@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 import textwrap
 from collections.abc import Callable
@@ -210,3 +211,10 @@ def _isolate_imports(tmp_path: Path) -> object:
         file = getattr(sys.modules[name], "__file__", None) or ""
         if file.startswith(str(tmp_path.parent)) or name.startswith("traindoc_user_"):
             del sys.modules[name]
+
+
+def traindoc_cli(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real ``traindoc`` command line in a child process, as a person would."""
+    return subprocess.run(
+        [sys.executable, "-m", "traindoc", *args], cwd=cwd, capture_output=True, text=True, env=env, check=False
+    )

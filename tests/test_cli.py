@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 
 import markdown
 import pytest
 
-from conftest import REPO
+from conftest import REPO, traindoc_cli
 from traindoc.spec import Pipeline, describe_fields
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "traindoc", *args], cwd=REPO, capture_output=True, text=True, check=False
-    )
+    return traindoc_cli(REPO, *args)
 
 
 def test_inspect_prints_a_readable_summary() -> None:

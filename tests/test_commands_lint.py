@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, traindoc_cli
 from traindoc import commands, lint
 from traindoc.facts import Facts
 from traindoc.introspect import facts as compute_facts
@@ -135,13 +133,7 @@ def test_jupyter_on_all_interfaces_without_token_says_so(digits: Facts) -> None:
 
 
 def test_lint_strict_exit_code(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [sys.executable, "-m", "traindoc", "lint", "pipeline/digits.py", "--strict"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = traindoc_cli(REPO, "lint", "pipeline/digits.py", "--strict")
     assert proc.returncode == 0 and "no findings" in proc.stdout
 
 
@@ -177,27 +169,9 @@ def test_planted_secrets_never_escape(make_project: object, monkeypatch: pytest.
             '"user": "1000:1000",', '"user": "1000:1000", "env": ["GITHUB_TOKEN", "HF_TOKEN"],'
         )
     )
-    out = subprocess.run(
-        [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py", "--json"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    facts = subprocess.run(
-        [sys.executable, "-m", "traindoc", "inspect", "pipeline/tiny.py", "--json"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    cmds = subprocess.run(
-        [sys.executable, "-m", "traindoc", "commands", "pipeline/tiny.py"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    out = traindoc_cli(root, "run", "pipeline/tiny.py", "--json")
+    facts = traindoc_cli(root, "inspect", "pipeline/tiny.py", "--json")
+    cmds = traindoc_cli(root, "commands", "pipeline/tiny.py")
     result = json.loads(out.stdout)
     assert result["status"] == "failed" and "leak ***" in result["reason"]
     written = "".join(

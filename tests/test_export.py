@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, browser_or_skip
+from conftest import REPO, browser_or_skip, traindoc_cli
 from traindoc.export import png_size
 
 pytestmark = pytest.mark.browser
 
 
 def export(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "traindoc", "export", "pipeline/digits.py", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return traindoc_cli(REPO, "export", "pipeline/digits.py", *args)
 
 
 def test_svg_contains_the_node_labels(tmp_path: Path) -> None:
@@ -57,13 +50,6 @@ def test_no_browser_gives_a_clear_error(tmp_path: Path) -> None:
     import os
 
     env = {**os.environ, "TRAINDOC_CHROMIUM": str(tmp_path / "no-such-chromium")}
-    proc = subprocess.run(
-        [sys.executable, "-m", "traindoc", "export", "pipeline/digits.py", "-o", str(tmp_path / "x.svg")],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
+    proc = traindoc_cli(REPO, "export", "pipeline/digits.py", "-o", str(tmp_path / "x.svg"), env=env)
     assert proc.returncode == 8 and "no Chromium found: install it (Debian: apt-get install chromium)" in proc.stderr
     assert not (tmp_path / "x.svg").exists()

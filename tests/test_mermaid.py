@@ -58,6 +58,22 @@ def shown(svg_text: str) -> str:
     return re.sub(r"\s+", "", svg_text)
 
 
+def assert_render_as_written(browser: object, texts: list[str]) -> None:
+    """Each label renders in the real Mermaid, reads back as written, and injects no markup."""
+    results = render_many([flow(t) for t in texts], browser=browser)
+    page = browser.new_page()  # type: ignore[attr-defined]
+    try:
+        for text, r in zip(texts, results, strict=True):
+            assert r.error is None, f"{text!r}: {r.error}"
+            assert r.nodes == 2
+            page.set_content(r.svg)
+            assert page.locator("script, img, [onerror]").count() == 0, f"{text!r} injected markup"
+            label = shown(page.locator("g.node").first.text_content() or "")
+            assert label == visible(text), f"{text!r} shows as {label!r}"
+    finally:
+        page.close()
+
+
 @given(LABEL_TEXT)
 def test_property_escaped_label_is_one_quoted_token(text: str) -> None:
     out = mermaid.label(text)
@@ -76,18 +92,7 @@ def test_property_escape_is_deterministic_and_bounded(text: str) -> None:
 
 @pytest.mark.browser
 def test_nasty_labels_render_as_written(session_browser: object) -> None:
-    results = render_many([flow(t) for t in NASTY], browser=session_browser)
-    page = session_browser.new_page()  # type: ignore[attr-defined]
-    try:
-        for text, r in zip(NASTY, results, strict=True):
-            assert r.error is None, f"{text!r}: {r.error}"
-            assert r.nodes == 2
-            page.set_content(r.svg)
-            assert page.locator("script, img, [onerror]").count() == 0, f"{text!r} injected markup"
-            label = shown(page.locator("g.node").first.text_content() or "")
-            assert label == visible(text), f"{text!r} shows as {label!r}"
-    finally:
-        page.close()
+    assert_render_as_written(session_browser, NASTY)
 
 
 @pytest.mark.browser
@@ -98,14 +103,4 @@ def test_nasty_labels_render_as_written(session_browser: object) -> None:
 )
 @given(st.lists(LABEL_TEXT, min_size=8, max_size=8))
 def test_property_random_labels_render_in_the_browser(session_browser: object, texts: list[str]) -> None:
-    results = render_many([flow(t) for t in texts], browser=session_browser)
-    page = session_browser.new_page()  # type: ignore[attr-defined]
-    try:
-        for text, r in zip(texts, results, strict=True):
-            assert r.error is None, f"{text!r}: {r.error}"
-            assert r.nodes == 2
-            page.set_content(r.svg)
-            label = shown(page.locator("g.node").first.text_content() or "")
-            assert label == visible(text), f"{text!r} shows as {label!r}"
-    finally:
-        page.close()
+    assert_render_as_written(session_browser, texts)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import REPO
+from conftest import REPO, traindoc_cli
 from traindoc import sections
 from traindoc.errors import MarkerError
 from traindoc.readme import update_file
@@ -133,13 +131,7 @@ def test_bad_markers_leave_the_file_untouched(digits_copy: Path) -> None:
     readme = digits_copy / "README.md"
     original = b"# x\r\n<!-- traindoc:begin system pipeline=digits -->\r\n<!-- traindoc:begin model -->\r\n"
     readme.write_bytes(original)
-    proc = subprocess.run(
-        [sys.executable, "-m", "traindoc", "readme", "README.md"],
-        cwd=digits_copy,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = traindoc_cli(digits_copy, "readme", "README.md")
     assert proc.returncode == 6 and "README.md(3): nested traindoc:begin" in proc.stderr
     assert readme.read_bytes() == original
 
@@ -150,13 +142,7 @@ def test_readme_fill_then_check(digits_copy: Path) -> None:
         b"# Title\r\n\r\n<!-- traindoc:begin system pipeline=digits -->\r\n<!-- traindoc:end -->\r\nafter\r\n"
         b"<!-- traindoc:begin model-table -->\r\nstale\r\n<!-- traindoc:end -->\r\n"
     )
-    check = subprocess.run(
-        [sys.executable, "-m", "traindoc", "readme", "README.md", "--check"],
-        cwd=digits_copy,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    check = traindoc_cli(digits_copy, "readme", "README.md", "--check")
     assert check.returncode == 7 and "+```mermaid" in check.stdout and "-stale" in check.stdout
     changed, _ = update_file(readme)
     assert changed
@@ -165,13 +151,7 @@ def test_readme_fill_then_check(digits_copy: Path) -> None:
     assert b"\r\nafter\r\n" in data and b"| `features` | Sequential | 21,592 |" in data
     assert b"\n" not in data.replace(b"\r\n", b"")
     assert update_file(readme) == (False, "")
-    ok = subprocess.run(
-        [sys.executable, "-m", "traindoc", "readme", "README.md", "--check"],
-        cwd=digits_copy,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    ok = traindoc_cli(digits_copy, "readme", "README.md", "--check")
     assert ok.returncode == 0
 
 

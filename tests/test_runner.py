@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, ProjectFactory
+from conftest import REPO, ProjectFactory, traindoc_cli
 from traindoc import checkpoint, launch, runner
 from traindoc.runner import RunOptions
 
@@ -212,13 +212,7 @@ def test_timeout_kills_every_rank_and_reports_progress(
 def test_cli_exit_code_for_a_failed_run(make_project: ProjectFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_project()
     monkeypatch.setenv("TINY_MODE", "nan")
-    proc = subprocess.run(
-        [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    proc = traindoc_cli(root, "run", "pipeline/tiny.py")
     assert proc.returncode == 5 and "FAILED" in proc.stdout and "step 7" in proc.stdout
 
 

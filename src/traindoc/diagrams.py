@@ -43,7 +43,7 @@ def count(text: str) -> tuple[int, int, int]:
         if stripped.startswith("subgraph "):
             clusters += 1
             continue
-        for m in _NODE_RE.finditer(re.sub(r'"[^"]*"', lambda s: '"' + "x" * 0 + '"', stripped)):
+        for m in _NODE_RE.finditer(re.sub(r'"[^"]*"', '""', stripped)):
             nodes.add(m.group(1))
     return len(nodes), clusters, mermaid.measure(text).edges
 
@@ -125,25 +125,16 @@ def build_view(model: ModelFacts, depth: int | None, cap: int | None) -> tuple[M
 
     def view(m: ModuleFact, level: int) -> ViewNode:
         children = kids.get(m.name, [])
-        if not children or (depth is not None and level >= depth):
-            return ViewNode(
-                mermaid.node_id(m.name, "m"),
-                m.name,
-                m.cls,
-                m.total_params,
-                m.output_shapes,
-                "leaf",
-                members=subtree(m.name),
-            )
+        leaf = not children or (depth is not None and level >= depth)
         return ViewNode(
-            mermaid.node_id(m.name, "g"),
+            mermaid.node_id(m.name, "m" if leaf else "g"),
             m.name,
             m.cls,
             m.total_params,
             m.output_shapes,
-            "group",
-            children=level_nodes(children, level + 1),
-            members=[m.name],
+            "leaf" if leaf else "group",
+            children=[] if leaf else level_nodes(children, level + 1),
+            members=subtree(m.name) if leaf else [m.name],
         )
 
     def level_nodes(mods: list[ModuleFact], level: int) -> list[ViewNode]:

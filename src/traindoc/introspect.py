@@ -67,7 +67,7 @@ def device_facts(requested: Any) -> DeviceFacts:
         if has_cuda
         else []
     )
-    wants_cuda = req == "cuda" or req.startswith("cuda") or "cuda" in req
+    wants_cuda = "cuda" in req
     if req == "cpu" or (isinstance(requested, list) and not wants_cuda):
         resolved, sentence = "cpu", "runs on CPU, as the spec asks"
     elif has_cuda:

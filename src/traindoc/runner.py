@@ -58,9 +58,12 @@ def run_fingerprint(t: service.Target, opts: RunOptions) -> cache.Fingerprint:
 def lookup(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | None:
     """A cached, passing result for exactly these inputs, or None. Never imports torch."""
     t = service.target(ref, root)
-    fp = run_fingerprint(t, opts)
+    return _cached(_layout(t, opts), run_fingerprint(t, opts))
+
+
+def _cached(layout: cache.Layout, fp: cache.Fingerprint) -> RunResult | None:
     try:
-        payload = cache.read_entry(_layout(t, opts).run_entry(fp.key), fp.key)
+        payload = cache.read_entry(layout.run_entry(fp.key), fp.key)
     except CacheCorrupt:
         return None
     if payload is None:
@@ -270,12 +273,12 @@ def run(ref: str, opts: RunOptions | None = None, root: Path | None = None) -> R
     fp = run_fingerprint(t, opts)
     cacheable = opts.use_cache and opts.run_dir is None and not opts.resume
     if cacheable and not opts.force:
-        hit = lookup(ref, opts, root)
+        hit = _cached(layout, fp)
         if hit is not None:
             return hit
     with locked(layout.lock("run-" + fp.key)):
         if cacheable and not opts.force:
-            hit = lookup(ref, opts, root)  # another build may have finished it while we waited
+            hit = _cached(layout, fp)  # another build may have finished it while we waited
             if hit is not None:
                 return hit
         facts = service.facts_for(ref, cache_dir=layout.root, root=t.root)

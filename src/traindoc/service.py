@@ -53,16 +53,24 @@ def facts_for(
     layout = cache.Layout(Path(cache_dir) if cache_dir else cache.default_dir(t.root))
     fp = facts_fingerprint(t)
     path = layout.facts(fp.key)
+    hit = _cached_facts(path, fp.key)  # entries are written atomically: a hit needs no lock
+    if hit is not None:
+        return hit
     with locked(layout.lock("facts-" + fp.key)):
-        try:
-            payload = cache.read_entry(path, fp.key)
-        except CacheCorrupt:
-            payload = None
-        if payload is not None:
-            return Facts.model_validate(payload)
+        hit = _cached_facts(path, fp.key)  # another build may have computed it while we waited
+        if hit is not None:
+            return hit
         facts = introspect_here(t) if in_process else introspect_child(t)
         cache.write_entry(path, fp.key, facts.model_dump(mode="json"), fp.inputs)
         return facts
+
+
+def _cached_facts(path: Path, key: str) -> Facts | None:
+    try:
+        payload = cache.read_entry(path, key)
+    except CacheCorrupt:
+        return None
+    return Facts.model_validate(payload) if payload is not None else None
 
 
 def introspect_here(t: Target) -> Facts:

@@ -128,7 +128,8 @@ class Trainer:
     def setup(self) -> None:
         self.spec, self.file = load(self.args.pipeline)
         spec = self.spec
-        want = os.environ.get("TRAINDOC_DEVICE") or device_facts(spec.devices).resolved
+        devices = device_facts(spec.devices)
+        want = os.environ.get("TRAINDOC_DEVICE") or devices.resolved
         if want == "cuda":
             torch.cuda.set_device(self.local_rank)
             self.device = torch.device("cuda", self.local_rank)
@@ -160,8 +161,7 @@ class Trainer:
             self.net = nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         self.train_ds = call(spec.data.train, "data.train", self.file)
         self.val_ds = call(spec.data.val, "data.val", self.file) if spec.data.val is not None else None
-        facts = device_facts(spec.devices)
-        self.resident = resident_ok(tensor_bytes(self.train_ds), facts, spec.data.device_resident)
+        self.resident = resident_ok(tensor_bytes(self.train_ds), devices, spec.data.device_resident)
         if self.resident:
             self.train_tensors = tuple(t.to(self.device) for t in self.train_ds.tensors)
         self.amp = (
