@@ -37,8 +37,8 @@ def browser_or_skip() -> None:
     reason = availability()
     if reason is None:
         return
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser test cannot run in CI: {reason}")
+    if os.environ.get("CI", "").lower() == "true" or os.environ.get("TRAINDOC_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"browser test cannot run here (CI or make test): {reason}")
     pytest.skip(reason)
 
 
