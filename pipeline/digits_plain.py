@@ -6,8 +6,8 @@ Same data, optimiser, schedule, budget and seeds as ``digits.py``; only the mode
 
 from __future__ import annotations
 
+import digits
 import torch
-from digits import pipeline as with_se
 from se_cnn import SECNN
 
 
@@ -15,10 +15,10 @@ def model() -> torch.nn.Module:
     return SECNN(width=32, se=False)
 
 
-pipeline = with_se.model_copy(
+pipeline = digits.pipeline.model_copy(
     update={
         "name": "digits-plain",
         "description": "The example CNN without squeeze-and-excitation: the baseline for the comparison.",
-        "model": with_se.model.model_copy(update={"factory": model}),
+        "model": digits.pipeline.model.model_copy(update={"factory": model}),
     }
 )
