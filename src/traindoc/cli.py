@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok · 1 other error · 2 pipeline not found/picked · 3 invalid spec · 4 error in user
 code · 5 run failed or missed expectations · 6 bad README markers · 7 ``--check`` found stale
-content · 8 no browser / Mermaid build · 9 ``lint --strict`` found warnings.
+content · 8 no browser / Mermaid build · 9 ``lint --strict`` found warnings · 10 run folder refused
+(``--out`` is a file, a protected folder, or a non-empty folder traindoc did not create).
 """
 
 from __future__ import annotations
