@@ -210,9 +210,15 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def write_entry(path: Path, key: str, payload: Any, inputs: dict[str, str] | None = None) -> None:
+def write_entry(path: Path, key: str, payload: Any, inputs: dict[str, str] | None = None) -> bool:
+    """Store a checked entry atomically. Best effort: a cache that cannot be written (read-only,
+    or something else in the entry's place) costs a recomputation later, never the build."""
     record = {"key": key, "sha256": _digest(payload), "inputs": inputs or {}, "payload": payload}
-    atomic.write_text(path, json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True))
+    try:
+        atomic.write_text(path, json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True))
+    except OSError:
+        return False
+    return True
 
 
 def read_entry(path: Path, key: str | None = None) -> Any | None:

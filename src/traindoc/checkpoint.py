@@ -10,12 +10,13 @@ Loading is data only: the bytes are read once, checked against the sidecar, and 
 tensors and plain containers, so a crafted pickle cannot run code. Everything traindoc saves (model,
 optimizer, scheduler, RNG states) is tensors and plain Python values. A checkpoint that fails any
 check is skipped *and reported* (:class:`Skipped`). Retention keeps the newest ``keep_last``
-checkpoints that carry a matching sidecar, always including the one just written, and never touches
-a checkpoint it cannot vouch for.
+checkpoints whose bytes match their sidecar, always including the one just written, and never
+touches a checkpoint it cannot vouch for or one numbered above the one just written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -156,30 +157,58 @@ def save(folder: Path, step: int, fmt: str, state: dict[str, Any], keep_last: in
     atomic.write_with(path, writer)
     record = {"format": FORMAT, "file": path.name, "step": step, **digest}
     atomic.write_text(sidecar(path), json.dumps(record, indent=1) + "\n")
+    _remember(path)
     retain(folder, keep_last, path)
     return path
 
 
-def _vouched(path: Path) -> bool:
-    """A cheap check for retention: a sidecar naming this file with this size."""
+_VERIFIED: dict[Path, tuple[int, int]] = {}  # checkpoints whose bytes matched their sidecar: (size, mtime_ns)
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _remember(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        _VERIFIED[path] = _stamp(path)
+
+
+def _checksum_ok(path: Path) -> bool:
+    """The file's bytes match its sidecar; hashed once per process (what this process wrote, never)."""
     try:
+        if _VERIFIED.get(path) == _stamp(path):
+            return True
         record = json.loads(sidecar(path).read_bytes())
-        return bool(record["file"] == path.name and record["bytes"] == path.stat().st_size)
+        data = path.read_bytes()
+        ok = bool(
+            record["file"] == path.name
+            and record["bytes"] == len(data)
+            and record["sha256"] == hashlib.sha256(data).hexdigest()
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return False
+    if ok:
+        _remember(path)
+    return ok
 
 
 def retain(folder: Path, keep_last: int, just_written: Path) -> list[Path]:
-    """Delete all but the newest ``keep_last`` vouched-for checkpoints; ``just_written`` always stays.
+    """Delete all but the newest ``keep_last`` valid checkpoints up to ``just_written``, which stays.
 
-    Checkpoints without a matching sidecar are neither counted nor deleted. Returns what was deleted."""
-    good = [p for _, p in listed(folder) if p == just_written or _vouched(p)]
+    Valid means the bytes match the sidecar. Checkpoints numbered above the one just written are not
+    this run's lineage (the run resumed below them, or started afresh) and, like damaged ones, are
+    neither counted nor deleted. Returns what was deleted."""
+    mine = int(_NAME.match(just_written.name).group(1))  # type: ignore[union-attr]
+    good = [p for step, p in listed(folder) if step <= mine and (p == just_written or _checksum_ok(p))]
     keep = set(good[-keep_last:]) | {just_written}
     deleted = []
     for p in good:
         if p not in keep:
             p.unlink(missing_ok=True)
             sidecar(p).unlink(missing_ok=True)
+            _VERIFIED.pop(p, None)
             deleted.append(p)
     return deleted
 

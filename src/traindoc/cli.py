@@ -177,7 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--nproc", type=int, default=None, help="override distributed.nproc_per_node")
     sp.add_argument("--max-steps", type=int, default=None, help="override the step budget")
     sp.add_argument("--timeout", type=float, default=None, help="hard timeout in seconds (default: training.timeout_s)")
-    sp.add_argument("--out", default=None, help="run folder (default: a folder in the cache)")
+    sp.add_argument(
+        "--out",
+        default=None,
+        help="run folder (default: a folder in the cache); must be new, empty, or one traindoc created",
+    )
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("readme", help="fill <!-- traindoc:begin ... --> sections in a Markdown file")

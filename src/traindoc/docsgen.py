@@ -102,8 +102,7 @@ def reference_page(show: str) -> str:
     from . import reference
 
     text = reference.spec_reference() if show == "spec-reference" else reference.cli_reference()
-    with contextlib.suppress(OSError):
-        cache.write_entry(path, key, text)
+    cache.write_entry(path, key, text)
     return text
 
 
