@@ -103,7 +103,12 @@ def test_single_process_run_records_everything(make_project: ProjectFactory) -> 
     assert r.checkpoint_verified is True
     assert [c.step for c in r.checkpoints] == [10, 20, 30, 32] and all(c.bytes > 0 for c in r.checkpoints)
     kept = sorted(p.name for p in (Path(r.run_dir) / "checkpoints").iterdir())
-    assert kept == ["step_00000030.pt", "step_00000032.pt"]  # keep_last = 2
+    assert kept == [  # keep_last = 2, each with its checksum
+        "step_00000030.pt",
+        "step_00000030.pt.sha256.json",
+        "step_00000032.pt",
+        "step_00000032.pt.sha256.json",
+    ]
     lines = [json.loads(x) for x in (Path(r.run_dir) / "steps.jsonl").read_text().splitlines()]
     steps = [x for x in lines if "event" not in x]
     assert [x["step"] for x in steps] == list(range(1, 33))

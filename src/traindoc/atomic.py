@@ -1,13 +1,15 @@
 """Atomic, durable writes: a temporary file in the same folder, fsync, rename, fsync the folder.
 
-A crash or SIGKILL at any moment leaves either the old file or the new one, never a torn one.
+A crash or SIGKILL at any moment leaves either the old file or the new one, never a torn one. A file
+rewritten in place keeps its permission bits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
@@ -22,10 +24,30 @@ def _fsync_dir(folder: Path) -> None:
             os.close(fd)
 
 
+def _open_temp(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``path``, with the permission bits ``path`` has (or would get).
+
+    An existing file keeps its mode (a 644 README stays 644); a new one gets 666 less the umask,
+    as ``open()`` would give it — never mkstemp's 600."""
+    try:
+        mode: int | None = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = None
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+        except FileExistsError:
+            continue
+        if mode is not None:
+            os.fchmod(fd, mode)
+        return fd, tmp
+
+
 def write_with(path: Path, writer: Callable[[IO[bytes]], None]) -> None:
     """Call ``writer`` on a temporary binary file, then atomically put it at ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _open_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             writer(fh)

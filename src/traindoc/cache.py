@@ -5,8 +5,10 @@ The key covers: the pipeline file and every project-local module it imports (fou
 the device kind, traindoc's own source, the Python version, and the options of the run. Spec
 values enter through the files that define them.
 
-Entries are JSON files holding a SHA-256 of their payload: a torn or edited entry is detected and
-re-computed, never trusted. Failed runs are never stored.
+Every file the cache serves from (facts, run entries, the latest result of each pipeline, the run
+folder's inputs, reference pages) is a JSON entry holding a SHA-256 of its payload: a torn,
+non-UTF-8 or edited entry is detected and re-computed, never trusted and never a crash. Nothing in
+the cache is code: no pickle, no compiled templates. Failed runs are never stored.
 """
 
 from __future__ import annotations
@@ -208,22 +210,31 @@ def _digest(payload: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
-def write_entry(path: Path, key: str, payload: Any, inputs: dict[str, str] | None = None) -> None:
+def write_entry(path: Path, key: str, payload: Any, inputs: dict[str, str] | None = None) -> bool:
+    """Store a checked entry atomically. Best effort: a cache that cannot be written (read-only,
+    or something else in the entry's place) costs a recomputation later, never the build."""
     record = {"key": key, "sha256": _digest(payload), "inputs": inputs or {}, "payload": payload}
-    atomic.write_text(path, json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True))
-
-
-def read_entry(path: Path, key: str) -> Any | None:
-    """The payload, or None when absent. Raises CacheCorrupt when present but damaged."""
     try:
-        text = path.read_text(encoding="utf-8")
+        atomic.write_text(path, json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True))
+    except OSError:
+        return False
+    return True
+
+
+def read_entry(path: Path, key: str | None = None) -> Any | None:
+    """The payload, or None when absent. Raises CacheCorrupt when present but damaged in any way
+    (unreadable, not UTF-8, not JSON, edited, or recorded for another ``key`` when one is given)."""
+    try:
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise CacheCorrupt(f"{path}: cache entry is unreadable ({exc.strerror}); it will be recomputed") from None
     try:
-        record = json.loads(text)
+        record = json.loads(raw.decode("utf-8"))
         payload = record["payload"]
-        ok = record.get("key") == key and record.get("sha256") == _digest(payload)
-    except (ValueError, KeyError, TypeError):
+        ok = record.get("sha256") == _digest(payload) and (key is None or record.get("key") == key)
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError):
         ok, payload = False, None
     if not ok:
         raise CacheCorrupt(f"{path}: cache entry failed its integrity check; it will be recomputed")
@@ -231,10 +242,11 @@ def read_entry(path: Path, key: str) -> Any | None:
 
 
 def read_inputs(path: Path) -> dict[str, str]:
+    """The fingerprint inputs recorded in a run folder's ``inputs.json`` entry ({} when damaged)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return dict(data.get("inputs", {}))
-    except (OSError, ValueError, AttributeError):
+        data = read_entry(path)
+        return {str(k): str(v) for k, v in data["inputs"].items()} if data is not None else {}
+    except (CacheCorrupt, KeyError, TypeError, AttributeError):
         return {}
 
 
@@ -255,6 +267,9 @@ class Layout:
 
     def lock(self, key: str) -> Path:
         return self.root / "locks" / f"{key}.lock"
+
+    def reference(self, name: str) -> Path:
+        return self.root / "reference" / f"{name}.json"
 
     def latest(self, name: str) -> Path:
         """The newest result of a pipeline, whatever its inputs (for 'last known' displays)."""

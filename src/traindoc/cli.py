@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok · 1 other error · 2 pipeline not found/picked · 3 invalid spec · 4 error in user
 code · 5 run failed or missed expectations · 6 bad README markers · 7 ``--check`` found stale
-content · 8 no browser / Mermaid build · 9 ``lint --strict`` found warnings.
+content · 8 no browser / Mermaid build · 9 ``lint --strict`` found warnings · 10 run folder refused
+(``--out`` is a file, a protected folder, or a non-empty folder traindoc did not create).
 """
 
 from __future__ import annotations
@@ -176,7 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--nproc", type=int, default=None, help="override distributed.nproc_per_node")
     sp.add_argument("--max-steps", type=int, default=None, help="override the step budget")
     sp.add_argument("--timeout", type=float, default=None, help="hard timeout in seconds (default: training.timeout_s)")
-    sp.add_argument("--out", default=None, help="run folder (default: a folder in the cache)")
+    sp.add_argument(
+        "--out",
+        default=None,
+        help="run folder (default: a folder in the cache); must be new, empty, or one traindoc created",
+    )
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("readme", help="fill <!-- traindoc:begin ... --> sections in a Markdown file")

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import yaml
 
 from . import content
-from .errors import TraindocError
+from .errors import CacheCorrupt, TraindocError
 from .facts import Facts
 from .results import RunResult
 
@@ -89,19 +89,20 @@ def render_fence(opts: FenceOptions, provider: Provider) -> str:
 
 
 def reference_page(show: str) -> str:
-    """The spec or CLI reference; it depends only on traindoc's code, so it is cached by its digest."""
-    from . import atomic, cache
+    """The spec or CLI reference; it depends only on traindoc's code, so it is cached by its digest
+    (a checked cache entry: a damaged one is regenerated, never served)."""
+    from . import cache
 
-    path = cache.default_dir() / "reference" / f"{show}-{cache.own_source_digest()}.md"
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError:
-        pass
+    key = f"{show}-{cache.own_source_digest()}"
+    path = cache.Layout(cache.default_dir()).reference(key)
+    with contextlib.suppress(CacheCorrupt):
+        text = cache.read_entry(path, key)
+        if isinstance(text, str):
+            return text
     from . import reference
 
     text = reference.spec_reference() if show == "spec-reference" else reference.cli_reference()
-    with contextlib.suppress(OSError):
-        atomic.write_text(path, text)
+    cache.write_entry(path, key, text)
     return text
 
 

@@ -101,3 +101,10 @@ class LintFailed(TraindocError):
 
 class CacheCorrupt(TraindocError):
     """A cache entry failed its integrity check (it is re-run, never trusted)."""
+
+
+class RunFolderRefused(TraindocError):
+    """``--out`` (or a cache run folder) may not be used: a file, a protected folder, or a non-empty
+    folder that traindoc did not create. Nothing was written or deleted."""
+
+    exit_code = 10

@@ -2,21 +2,19 @@
 
 Templates hold presentation (labels, layout, wording); Python hands them plain data and a few
 filters. Filters for Mermaid (``q`` quotes and escapes a label, ``nid`` makes a stable id) keep every
-template, including a user's override, safe.
+template, including a user's override, safe. Compiled templates live only in this process's memory:
+no bytecode cache on disk (that is marshalled code, and the cache folder is shared between CI runs).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
-import jinja2.bccache
 
-from . import atomic, mermaid
+from . import mermaid
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -66,41 +64,6 @@ def md_code(text: Any) -> str:
     return f"{fence}{pad}{s}{pad}{fence}"
 
 
-class AtomicBytecodeCache(jinja2.BytecodeCache):
-    """Compiled templates on disk (a fresh ``mkdocs build`` need not recompile them). Writes are
-    atomic, and an unreadable entry just means compiling again."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-
-    def _path(self, bucket: jinja2.bccache.Bucket) -> Path:
-        return self.folder / f"{bucket.key}.cache"
-
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        try:
-            with open(self._path(bucket), "rb") as fh:
-                bucket.load_bytecode(fh)
-        except (OSError, EOFError, ValueError, TypeError):
-            bucket.reset()
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        buffer = io.BytesIO()
-        bucket.write_bytecode(buffer)
-        with contextlib.suppress(OSError):  # a read-only cache folder only costs compile time
-            atomic.write_bytes(self._path(bucket), buffer.getvalue())
-
-
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    from .cache import default_dir
-
-    folder = default_dir() / "jinja"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return AtomicBytecodeCache(folder)
-
-
 @lru_cache(maxsize=8)
 def environment(project_templates: str | None = None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
@@ -114,7 +77,6 @@ def environment(project_templates: str | None = None) -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         autoescape=False,
-        bytecode_cache=_bytecode_cache(),
     )
     env.filters.update(
         q=mermaid.label,

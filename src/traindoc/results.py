@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +35,14 @@ class CheckpointRecord(Record):
     container_path: str
     bytes: int
     step: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkippedCheckpoint(Record):
+    """A checkpoint found but not used (damaged, unverifiable or not plain data), and why."""
+
+    path: str
+    reason: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,6 +111,8 @@ class RunResult(Record):
     failed_rank: int | None
     log_tail: list[str]
     run_dir: str
+    checkpoints_skipped: list[SkippedCheckpoint] = field(default_factory=list)
+    resume_note: str | None = None
 
 
 def read_steps(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -13,16 +13,15 @@ import datetime as _dt
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import cache, launch, results, service
+from . import cache, launch, results, runfolder, service
 from .atomic import locked, write_text
 from .errors import CacheCorrupt
 from .facts import Facts
@@ -64,11 +63,11 @@ def lookup(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | 
 def _cached(layout: cache.Layout, fp: cache.Fingerprint) -> RunResult | None:
     try:
         payload = cache.read_entry(layout.run_entry(fp.key), fp.key)
-    except CacheCorrupt:
+        if payload is None:
+            return None
+        return RunResult.model_validate(payload).model_copy(update={"from_cache": True})
+    except (CacheCorrupt, ValueError):  # damaged, or of another shape: run again
         return None
-    if payload is None:
-        return None
-    return RunResult.model_validate(payload).model_copy(update={"from_cache": True})
 
 
 def latest(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | None:
@@ -76,8 +75,9 @@ def latest(ref: str, opts: RunOptions, root: Path | None = None) -> RunResult | 
     t = service.target(ref, root)
     path = _layout(t, opts).latest(_latest_name(t))
     try:
-        return RunResult.model_validate_json(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        payload = cache.read_entry(path)
+        return RunResult.model_validate(payload) if payload is not None else None
+    except (CacheCorrupt, ValueError):
         return None
 
 
@@ -269,6 +269,8 @@ def execute(
 def run(ref: str, opts: RunOptions | None = None, root: Path | None = None) -> RunResult:
     opts = opts or RunOptions()
     t = service.target(ref, root)
+    if opts.run_dir is not None:
+        runfolder.check(opts.run_dir, t.root)  # refuse a bad --out before anything else happens
     layout = _layout(t, opts)
     fp = run_fingerprint(t, opts)
     cacheable = opts.use_cache and opts.run_dir is None and not opts.resume
@@ -276,27 +278,52 @@ def run(ref: str, opts: RunOptions | None = None, root: Path | None = None) -> R
         hit = _cached(layout, fp)
         if hit is not None:
             return hit
-    with locked(layout.lock("run-" + fp.key)):
+    # The cache's run folders are serialised per key (a waiting build reuses the result); an --out
+    # folder by its own lock inside runfolder.claim.
+    serial = locked(layout.lock("run-" + fp.key)) if opts.run_dir is None else contextlib.nullcontext()
+    with serial:
         if cacheable and not opts.force:
             hit = _cached(layout, fp)  # another build may have finished it while we waited
             if hit is not None:
                 return hit
         facts = service.facts_for(ref, cache_dir=layout.root, root=t.root)
-        run_dir = opts.run_dir or layout.run_dir(fp.key)
-        if run_dir.exists() and not opts.resume:
-            shutil.rmtree(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in run_dir.glob("error-rank*.json"):
-            stale.unlink()
-        (run_dir / "worker.json").unlink(missing_ok=True)
-        write_text(run_dir / "inputs.json", json.dumps({"inputs": fp.inputs}, indent=1))
-        result = _run_once(t, facts, fp.key, run_dir, opts)
-        result_json = result.model_dump(mode="json")
-        write_text(run_dir / "results.json", json.dumps(result_json, indent=1, ensure_ascii=False))
-        write_text(layout.latest(_latest_name(t)), json.dumps(result_json, ensure_ascii=False))
-        if result.ok and cacheable:
-            cache.write_entry(layout.run_entry(fp.key), fp.key, result_json, fp.inputs)
-        return result
+        resume = opts.resume or (facts.checkpoint.resume and not opts.force)
+        target = opts.run_dir or layout.run_dir(fp.key)
+        with runfolder.claim(target, resume=resume, project_root=t.root) as run_dir:
+            if resume:
+                done = _finished(run_dir, fp.key, _target_steps(facts, opts))
+                if done is not None:
+                    return done
+            for stale in run_dir.glob("error-rank*.json"):
+                stale.unlink()
+            (run_dir / "worker.json").unlink(missing_ok=True)
+            cache.write_entry(run_dir / "inputs.json", fp.key, {"inputs": fp.inputs}, fp.inputs)
+            result = _run_once(t, facts, fp.key, run_dir, replace(opts, resume=resume))
+            result_json = result.model_dump(mode="json")
+            write_text(run_dir / "results.json", json.dumps(result_json, indent=1, ensure_ascii=False))
+            cache.write_entry(layout.latest(_latest_name(t)), fp.key, result_json)
+            if result.ok and cacheable:
+                cache.write_entry(layout.run_entry(fp.key), fp.key, result_json, fp.inputs)
+            return result
+
+
+def _target_steps(facts: Facts, opts: RunOptions) -> int:
+    """The step a run with these options stops at, unless its time budget ends it earlier."""
+    full = facts.data.steps_per_epoch * facts.training.epochs
+    budget = opts.max_steps or (facts.training.docs_max_steps if opts.docs else facts.training.max_steps)
+    return min(full, budget) if budget else full
+
+
+def _finished(run_dir: Path, key: str, target: int) -> RunResult | None:
+    """The recorded result when this folder's run (same inputs) already trained to ``target``."""
+    try:
+        prior = RunResult.model_validate_json((run_dir / "results.json").read_bytes())
+    except (OSError, ValueError):
+        return None
+    if prior.key != key or prior.status not in ("passed", "expectations_unmet") or prior.steps < target:
+        return None
+    note = f"this run had already finished at step {prior.steps}; nothing to resume. {prior.reason}"
+    return prior.model_copy(update={"reason": note})
 
 
 def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: RunOptions) -> RunResult:
@@ -476,6 +503,8 @@ def assemble(
         failed_rank=failed_rank,
         log_tail=tail_lines,
         run_dir=str(run_dir),
+        checkpoints_skipped=[results.SkippedCheckpoint(**c) for c in worker.get("checkpoints_skipped", [])],
+        resume_note=worker.get("resume_note"),
     )
 
 

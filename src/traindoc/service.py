@@ -68,9 +68,9 @@ def facts_for(
 def _cached_facts(path: Path, key: str) -> Facts | None:
     try:
         payload = cache.read_entry(path, key)
-    except CacheCorrupt:
+        return Facts.model_validate(payload) if payload is not None else None
+    except (CacheCorrupt, ValueError):  # damaged, or a verified entry of another shape: recompute
         return None
-    return Facts.model_validate(payload) if payload is not None else None
 
 
 def introspect_here(t: Target) -> Facts:

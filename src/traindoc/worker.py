@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt
+from . import runfolder
 from .atomic import write_text
 from .errors import UserCodeError
 from .introspect import device_facts, resident_ok, tensor_bytes
@@ -182,11 +183,16 @@ class Trainer:
         if self.args.max_seconds is not None:
             self.max_seconds = self.args.max_seconds
         self.resumed_from: int | None = None
+        self.ckpt_skipped: list[dict[str, str]] = []
+        self.resume_note: str | None = None
         if self.args.resume or spec.checkpoint.resume:
-            found = ckpt.newest_valid(self.ckpt_dir)
-            if found is not None:
-                self.restore(found[1])
+            found, self.resume_note = ckpt.resume_point(self.ckpt_dir)
+            self.ckpt_skipped = [s.as_dict() for s in found.skipped]
+            if found.state is not None:
+                self.restore(found.state)
                 self.resumed_from = self.step
+            elif self.rank == 0:
+                print(f"traindoc: {self.resume_note}", flush=True)
         self.log = StepLog(self.run_dir / "steps.jsonl", self.rank == 0, append=self.resumed_from is not None)
 
     def restore(self, state: dict[str, Any]) -> None:
@@ -397,6 +403,8 @@ class Trainer:
             "checkpoints": checkpoints,
             "checkpoint_verified": verified,
             "resumed_from": self.resumed_from,
+            "checkpoints_skipped": self.ckpt_skipped,
+            "resume_note": self.resume_note,
             "resident_data": self.resident,
             "device": str(self.device),
             "peak_cuda_bytes": peak,
@@ -464,7 +472,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-seconds", type=float, default=None)
     args = p.parse_args(argv)
     run_dir = Path(args.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    runfolder.mark_new(run_dir)
     rank = int(os.environ.get("RANK", "0"))
     pump = redirect_output(run_dir / f"rank{rank}.log")
     trainer = Trainer(args)
