@@ -12,6 +12,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import cache
 from .atomic import locked
@@ -78,7 +79,24 @@ def introspect_here(t: Target) -> Facts:
     from .loader import load
 
     spec, file = load(t.ref, t.root)
-    return compute(spec, file, t.root)
+    return redact_facts(compute(spec, file, t.root))
+
+
+def redact_facts(facts: Facts) -> Facts:
+    """Facts with every secret-looking string masked (``***``): nothing downstream (cache, pages,
+    README, lint) ever holds a secret written into a spec field; the ``secret-in-spec`` lint rule
+    names the fields."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    return Facts.model_validate(walk(facts.model_dump(mode="json")))
 
 
 def introspect_child(t: Target) -> Facts:
