@@ -160,7 +160,7 @@ class CachedProvider:
     def facts(self, pipeline: str) -> Facts:
         from . import service
 
-        return service.facts_for(pipeline, cache_dir=self.cache_dir, root=self.root)
+        return service.facts_for(pipeline, cache_dir=self.cache_dir, root=self.root, confine=True)
 
     def run(self, pipeline: str) -> tuple[RunResult | None, str | None]:
         from . import runner

@@ -101,3 +101,7 @@ class LintFailed(TraindocError):
 
 class CacheCorrupt(TraindocError):
     """A cache entry failed its integrity check (it is re-run, never trusted)."""
+
+
+class PipelineOutsideProject(LoadError):
+    """A docs page or README marker names a pipeline file outside the project folder."""

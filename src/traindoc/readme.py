@@ -29,7 +29,7 @@ def generate_text(text: str, filename: str, root: Path, cache_dir: str | None = 
 
     def generate(s: sections.Section) -> str:
         ref = _pipeline_for(s, filename, root)
-        facts = service.facts_for(ref, cache_dir=cache_dir, in_process=True, root=root)
+        facts = service.facts_for(ref, cache_dir=cache_dir, in_process=True, root=root, confine=True)
         depth = int(s.params["depth"]) if s.params.get("depth", "").isdigit() else None
         result = None
         notice = None

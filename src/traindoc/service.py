@@ -16,7 +16,7 @@ from typing import Any
 
 from . import cache
 from .atomic import locked
-from .errors import CacheCorrupt, LoadError, TraindocError, UserCodeError
+from .errors import CacheCorrupt, LoadError, PipelineOutsideProject, TraindocError, UserCodeError
 from .facts import Facts
 from .loader import parse_ref, source_file
 from .project import find_root, resolve_name
@@ -33,10 +33,17 @@ class Target:
     attr: str | None
 
 
-def target(ref: str, root: Path | None = None) -> Target:
+def target(ref: str, root: Path | None = None, *, confine: bool = False) -> Target:
+    """Resolve a reference. With ``confine`` (a docs page or a README marker names it), a pipeline file
+    must lie inside the project root; a module reference must be importable (installed or on the path)."""
     root = root or find_root()
     text = resolve_name(ref, root)
     parsed = parse_ref(text, root)
+    if confine and parsed.path is not None and not parsed.path.is_relative_to(root.resolve()):
+        raise PipelineOutsideProject(
+            f"{ref}: a docs page or README may only name a pipeline inside the project folder or an installed "
+            "module; this one is outside it"
+        )
     file = source_file(parsed)
     if parsed.path is not None:  # normalise to an absolute file reference
         text = f"{parsed.path}:{parsed.attr}" if parsed.attr else str(parsed.path)
@@ -48,9 +55,14 @@ def facts_fingerprint(t: Target) -> cache.Fingerprint:
 
 
 def facts_for(
-    ref: str, *, cache_dir: str | Path | None = None, in_process: bool = False, root: Path | None = None
+    ref: str,
+    *,
+    cache_dir: str | Path | None = None,
+    in_process: bool = False,
+    root: Path | None = None,
+    confine: bool = False,
 ) -> Facts:
-    t = target(ref, root)
+    t = target(ref, root, confine=confine)
     layout = cache.Layout(Path(cache_dir) if cache_dir else cache.default_dir(t.root))
     fp = facts_fingerprint(t)
     path = layout.facts(fp.key)

@@ -47,8 +47,8 @@ def _clean(value: str, allow: str) -> str:
     bad = sorted({ch for ch in value if ch not in allow and (unicodedata.category(ch) == "Cc" or ch in _BIDI)})
     if bad:
         raise ValueError(f"must not contain control characters ({', '.join(repr(c) for c in bad)})")
-    if value != value.rstrip("\n\r"):
-        raise ValueError("must not end with a newline")
+    if value != value.rstrip("\n\r\t"):
+        raise ValueError("must not end with a newline or a tab")
     return value
 
 
