@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+from html import unescape
 from pathlib import Path
 from urllib.parse import quote
 
@@ -93,8 +94,7 @@ def test_the_checker_catches_an_unescaped_expression(tmp_path: Path) -> None:
 
 
 def _md_text_of(html: str) -> str:
-    text = re.sub(r"<[^>]+>", "", html)
-    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&amp;", "&").strip()
+    return unescape(re.sub(r"<[^>]+>", "", html)).strip()
 
 
 PRINTABLE = st.text(
