@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import REPO, traindoc_cli
-from traindoc import commands, lint
+from traindoc import commands, lint, service
 from traindoc.facts import Facts
 from traindoc.introspect import facts as compute_facts
 from traindoc.loader import load
@@ -40,7 +40,7 @@ def test_docker_run_parses_back_field_by_field(digits: Facts) -> None:
     assert _flags(argv, "-e") == env.env_names  # names only: no '=' anywhere
     assert not any("=" in a for a in _flags(argv, "-e"))
     assert argv[argv.index(env.image) - 2 : argv.index(env.image)] == ["-w", env.workdir]
-    assert '"$PWD/data:/data:ro"' in text  # relative host paths stay expandable by the shell
+    assert '"$PWD"/data:/data:ro' in text  # relative host paths: only $PWD expands, the rest is quoted
 
 
 def test_torchrun_lines_parse_back(digits: Facts) -> None:
@@ -113,6 +113,8 @@ RULE_CASES = {
     "num-workers": lambda f: _with(f, data={"train_len": 1_000_000, "device_resident": False}),
     "seed": lambda f: _with(f, optim={"seed": None}),
     "checkpoint-cadence": lambda f: _with(f, checkpoint={"every_steps": 1000}),
+    # what introspection does with a token written into the spec: masked, and the lint rule names the field
+    "secret-in-spec": lambda f: service.redact_facts(f.model_copy(update={"description": "hf_" + "Ab12" * 8})),
 }
 
 

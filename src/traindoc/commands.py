@@ -1,16 +1,23 @@
 """Launch commands from the same facts: ``docker run``/``exec``, ``ssh``, ``torchrun`` per node, and a
 Kubeflow ``PyTorchJob`` manifest. Pure: argv lists and dicts are built here; templates format them.
+
+Every word of a generated shell line is POSIX-quoted (:func:`shlex.quote`). The only words the shell
+expands are :class:`Expand` values that traindoc itself builds (``"$PWD"`` before a relative volume,
+``"$TOKEN_NAME"`` for a validated variable name, ``~`` before the SSH key), never text from a spec.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 
 from . import launch
+from .escape import ShellLine
 from .facts import Facts
 from .render import render
 
@@ -22,27 +29,58 @@ def container_name(facts: Facts) -> str:
     return re.sub(r"[^a-zA-Z0-9_.-]", "-", facts.name)
 
 
-def host_path(path: str) -> str:
+_VAR_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class Expand:
+    """A shell word with one expansion traindoc chose: ``prefix`` + ``$var`` (or ``~``) + ``rest``;
+    ``prefix`` and ``rest`` are quoted literally."""
+
+    var: str
+    rest: str = ""
+    prefix: str = ""
+
+    def __post_init__(self) -> None:
+        if self.var != "~" and not _VAR_RE.fullmatch(self.var):
+            raise ValueError(f"not a variable name: {self.var!r}")
+        if self.var == "~" and self.prefix:
+            raise ValueError("'~' expands only at the start of a word")
+
+    def __str__(self) -> str:  # the word as the shell sees it after expansion markers, for display
+        return self.prefix + ("~" if self.var == "~" else f"${self.var}") + self.rest
+
+    def quoted(self) -> str:
+        head = "~" if self.var == "~" else f'"${self.var}"'
+        return (shlex.quote(self.prefix) if self.prefix else "") + head + (shlex.quote(self.rest) if self.rest else "")
+
+
+Word = str | Expand
+
+
+def host_path(path: str, suffix: str = "") -> Word:
     """Docker needs absolute host paths; relative ones are anchored at the current directory."""
-    if path.startswith(("/", "~")):
-        return path
+    if path.startswith("/"):
+        return path + suffix
+    if path.startswith("~/"):
+        return Expand("~", path[1:] + suffix)
     rest = path[2:] if path.startswith("./") else path
-    return "$PWD" if rest in ("", ".") else f"$PWD/{rest}"
+    return Expand("PWD", ("" if rest in ("", ".") else f"/{rest}") + suffix)
 
 
 def uses_gpu(facts: Facts) -> bool:
     return facts.devices.requested != "cpu"
 
 
-def docker_run(facts: Facts) -> list[str]:
+def docker_run(facts: Facts) -> list[Word]:
     env = facts.environment
-    argv = ["docker", "run", "-d", "--name", container_name(facts)]
+    argv: list[Word] = ["docker", "run", "-d", "--name", container_name(facts)]
     if uses_gpu(facts):
         argv += ["--gpus", "all"]
     for p in env.ports:
         argv += ["-p", f"{p.host}:{p.container}"]
     for v in env.volumes:
-        argv += ["-v", f"{host_path(v.host)}:{v.container}" + (":ro" if v.read_only else "")]
+        argv += ["-v", host_path(v.host, f":{v.container}" + (":ro" if v.read_only else ""))]
     if env.user:
         argv += ["--user", env.user]
     argv += ["--shm-size", env.shm_size]
@@ -52,21 +90,31 @@ def docker_run(facts: Facts) -> list[str]:
     return argv
 
 
-def access_lines(facts: Facts) -> list[list[str]]:
+def access_lines(facts: Facts) -> list[list[Word]]:
     name = container_name(facts)
-    lines = [["docker", "exec", "-it", name, "bash"]]
+    lines: list[list[Word]] = [["docker", "exec", "-it", name, "bash"]]
     j = facts.access.jupyter
     if j is not None:
-        cmd = ["docker", "exec", "-d", name, "jupyter", "lab", f"--ip={j.bind}", f"--port={j.port}", "--no-browser"]
+        cmd: list[Word] = [
+            "docker",
+            "exec",
+            "-d",
+            name,
+            "jupyter",
+            "lab",
+            f"--ip={j.bind}",
+            f"--port={j.port}",
+            "--no-browser",
+        ]
         if j.token_env:
-            cmd.append(f"--IdentityProvider.token=${{{j.token_env}}}")
+            cmd.append(Expand(j.token_env, prefix="--IdentityProvider.token="))
         lines.append(cmd)
     s = facts.access.ssh
     if s is not None:
-        cmd = ["ssh", "-p", str(s.host_port or s.port)]
+        ssh: list[Word] = ["ssh", "-p", str(s.host_port or s.port)]
         if s.auth == "key":
-            cmd += ["-i", "~/.ssh/id_ed25519"]
-        lines.append([*cmd, f"{s.user}@HOST"])
+            ssh += ["-i", Expand("~", "/.ssh/id_ed25519")]
+        lines.append([*ssh, f"{s.user}@HOST"])
     return lines
 
 
@@ -171,26 +219,13 @@ def manifest_yaml(facts: Facts) -> str:
     return yaml.safe_dump(pytorchjob(facts), sort_keys=False, allow_unicode=True)
 
 
-_EXPANDABLE = re.compile(r"^(\$PWD|.*\$\{[A-Za-z_][A-Za-z0-9_]*\})")
+def sh_quote(arg: Word) -> str:
+    """One shell word: :func:`shlex.quote`, or an :class:`Expand`'s quoted form."""
+    return arg.quoted() if isinstance(arg, Expand) else shlex.quote(arg)
 
 
-def sh_quote(arg: str) -> str:
-    """shlex.quote, except that ``$PWD`` and ``${NAME}`` stay expandable (double quotes)."""
-    if re.fullmatch(r"~/[\w./-]*", arg):
-        return arg  # unquoted so the shell expands ~
-    if not _EXPANDABLE.match(arg):
-        return shlex.quote(arg)
-    out, i = [], 0
-    for m in re.finditer(r"\$PWD|\$\{[A-Za-z_][A-Za-z0-9_]*\}", arg):
-        out.append(re.sub(r'(["\\`$])', r"\\\1", arg[i : m.start()]))
-        out.append(m.group(0))
-        i = m.end()
-    out.append(re.sub(r'(["\\`$])', r"\\\1", arg[i:]))
-    return '"' + "".join(out) + '"'
-
-
-def sh_join(argv: list[str]) -> str:
-    return " ".join(sh_quote(a) for a in argv)
+def sh_join(argv: Sequence[Word]) -> ShellLine:
+    return ShellLine(" ".join(sh_quote(a) for a in argv))
 
 
 def render_commands(facts: Facts, kind: str = "all", templates: str | None = None) -> str:

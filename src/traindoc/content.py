@@ -7,10 +7,12 @@ GitLab, Material and mermaid2 all render it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from . import commands, diagrams, lint, mermaid
+from . import commands, diagrams, lint
 from .facts import Facts
+from .redact import for_page
 from .render import render
 from .results import RunResult
 
@@ -20,7 +22,7 @@ BLOCKS = (*DIAGRAMS, "model-table", "environment", "quickstart", "commands", "li
 
 def diagram_block(facts: Facts, kind: str, depth: int | None, templates: str | None) -> str:
     d = diagrams.diagram(facts, kind, depth, templates)
-    return render("diagram.md.j2", templates, d=d, fence=mermaid.fenced(d.text), facts=facts)
+    return render("diagram.md.j2", templates, d=d, facts=facts)
 
 
 def run_block(facts: Facts, result: RunResult | None, notice: str | None, templates: str | None) -> str:
@@ -28,7 +30,7 @@ def run_block(facts: Facts, result: RunResult | None, notice: str | None, templa
     if result is not None and result.loss_curve:
         steps = [s for s, _ in result.loss_curve]
         losses = [v for _, v in result.loss_curve]
-        chart = mermaid.fenced(diagrams.loss_chart(steps, losses, templates).text)
+        chart = diagrams.loss_chart(steps, losses, templates).text
     return render("run_report.md.j2", templates, facts=facts, r=result, notice=notice, chart=chart)
 
 
@@ -40,6 +42,22 @@ def block(
     notice: str | None = None,
     depth: int | None = None,
     templates: str | None = None,
+    root: Path | None = None,
+) -> str:
+    """One generated block, ready for a page or a README: every value escaped by its template, then
+    secrets and this machine's absolute paths removed (:func:`traindoc.redact.for_page`)."""
+    text = _block(kind, facts, result=result, notice=notice, depth=depth, templates=templates)
+    return for_page(text, root)
+
+
+def _block(
+    kind: str,
+    facts: Facts,
+    *,
+    result: RunResult | None,
+    notice: str | None,
+    depth: int | None,
+    templates: str | None,
 ) -> str:
     if kind in DIAGRAMS:
         return diagram_block(facts, kind, depth, templates)
@@ -52,8 +70,7 @@ def block(
             "quickstart.md.j2",
             templates,
             facts=facts,
-            commands=commands.render_commands(facts, "docker", templates)
-            + commands.render_commands(facts, "torchrun", templates),
+            commands=[commands.render_commands(facts, k, templates) for k in ("docker", "torchrun")],
         )
     if kind == "lint":
         return render("lint.md.j2", templates, findings=lint.lint(facts), facts=facts)

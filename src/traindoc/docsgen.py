@@ -85,7 +85,15 @@ def render_fence(opts: FenceOptions, provider: Provider) -> str:
     result, notice = (None, None)
     if opts.show in ("run", "results"):
         result, notice = provider.run(opts.pipeline)
-    return content.block(opts.show, facts, result=result, notice=notice, depth=opts.depth, templates=provider.templates)
+    return content.block(
+        opts.show,
+        facts,
+        result=result,
+        notice=notice,
+        depth=opts.depth,
+        templates=provider.templates,
+        root=getattr(provider, "root", None),
+    )
 
 
 def reference_page(show: str) -> str:
@@ -106,10 +114,13 @@ def reference_page(show: str) -> str:
     return text
 
 
-def error_block(message: str) -> str:
-    """What a page shows when its generated content failed (the build may still fail in strict mode)."""
-    lines = message.splitlines() or [message]
-    return "**traindoc could not generate this block.**\n\n```text\n" + "\n".join(lines) + "\n```\n"
+def error_block(message: str, root: Path | None = None) -> str:
+    """What a page shows when its generated content failed (the build may still fail in strict mode):
+    the message in a code block it cannot end, without secrets or this machine's paths."""
+    from .escape import fence
+    from .redact import for_page
+
+    return "**traindoc could not generate this block.**\n\n" + fence(for_page(message, root), "text")
 
 
 def expand(markdown: str, provider: Provider, page: str, on_error: Any = None) -> str:
@@ -125,7 +136,7 @@ def expand(markdown: str, provider: Provider, page: str, on_error: Any = None) -
             if on_error is None:
                 raise
             on_error(f"{where}: {message}" if not message.startswith(page) else message)
-            out = error_block(message)
+            out = error_block(message, getattr(provider, "root", None))
         indent = m.group("indent")
         return "\n".join(indent + x if x else x for x in out.rstrip("\n").split("\n"))
 
@@ -150,7 +161,7 @@ class CachedProvider:
     def facts(self, pipeline: str) -> Facts:
         from . import service
 
-        return service.facts_for(pipeline, cache_dir=self.cache_dir, root=self.root)
+        return service.facts_for(pipeline, cache_dir=self.cache_dir, root=self.root, confine=True)
 
     def run(self, pipeline: str) -> tuple[RunResult | None, str | None]:
         from . import runner

@@ -108,3 +108,7 @@ class RunFolderRefused(TraindocError):
     folder that traindoc did not create. Nothing was written or deleted."""
 
     exit_code = 10
+
+
+class PipelineOutsideProject(LoadError):
+    """A docs page or README marker names a pipeline file outside the project folder."""

@@ -8,6 +8,7 @@ from typing import Literal
 
 from .facts import Facts
 from .records import Record
+from .redact import MASK
 from .render import render
 
 LARGE_DATASET = 10_000
@@ -186,6 +187,32 @@ def checkpoint_cadence(f: Facts) -> Finding | None:
             f"steps but the docs run stops after {f.training.docs_max_steps}: the periodic checkpoint path is "
             "never exercised by the executed example",
             "checkpoint at least once within training.docs_run.max_steps",
+        )
+    return None
+
+
+def _masked_fields(value: object, path: str = "") -> list[str]:
+    if isinstance(value, str):
+        return [path] if MASK in value else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in _masked_fields(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(value, list):
+        return [p for i, v in enumerate(value) for p in _masked_fields(v, f"{path}[{i}]")]
+    return []
+
+
+@rule("secret-in-spec")
+def secret_in_spec(f: Facts) -> Finding | None:
+    fields = _masked_fields(f.model_dump(mode="json"))
+    if fields:
+        return _w(
+            "secret-in-spec",
+            fields[0],
+            f"{', '.join(fields)} hold(s) a value that looks like a secret (a token, a password, credentials in "
+            "a URL, a private key): it is committed with the code, so traindoc masks it as *** everywhere it "
+            "writes (pages, README, caches)",
+            "remove it from the spec and the repository, rotate it, and pass it at run time through an "
+            "environment variable named in environment.env",
         )
     return None
 

@@ -26,6 +26,7 @@ _ENTITIES = {
     "`": "#96;",
     "\\": "#92;",  # Mermaid eats a backslash before some characters ("\\:" showed as ":")
     "*": "#42;",  # Mermaid 11 applies Markdown emphasis to labels: "*a*" became an <em>
+    "%": "#37;",  # Mermaid finds "%%{init: ...}%%" directives anywhere in the text, even inside a label
 }
 # "_" only where it can open or close emphasis (a word boundary); "c_attn" stays readable.
 _UNDERSCORE_RE = re.compile(r"(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
@@ -99,4 +100,6 @@ def _strip_strings(line: str) -> str:
 
 def fenced(text: str) -> str:
     """A ```` ```mermaid ```` fence ready to paste into a README (GitHub and GitLab render it)."""
-    return f"```mermaid\n{text.rstrip()}\n```\n"
+    from .escape import fence
+
+    return fence(text, "mermaid") + "\n"

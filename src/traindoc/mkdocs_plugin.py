@@ -152,7 +152,9 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
 
     def facts(self, pipeline: str) -> Facts:
         if pipeline not in self.facts_memo:
-            self.facts_memo[pipeline] = service.facts_for(self._ref(pipeline), cache_dir=self.cache_dir, root=self.root)
+            self.facts_memo[pipeline] = service.facts_for(
+                self._ref(pipeline), cache_dir=self.cache_dir, root=self.root, confine=True
+            )
         return self.facts_memo[pipeline]
 
     def _options(self, force: bool = False) -> runner.RunOptions:

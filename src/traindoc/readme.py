@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import difflib
+import shlex
 from pathlib import Path
 
 from . import atomic, content, runner, sections, service
 from .errors import MarkerError
 from .project import find_root, named_pipelines
-from .redact import redact
 from .render import project_templates_dir
 
 
@@ -29,16 +29,15 @@ def generate_text(text: str, filename: str, root: Path, cache_dir: str | None = 
 
     def generate(s: sections.Section) -> str:
         ref = _pipeline_for(s, filename, root)
-        facts = service.facts_for(ref, cache_dir=cache_dir, in_process=True, root=root)
+        facts = service.facts_for(ref, cache_dir=cache_dir, in_process=True, root=root, confine=True)
         depth = int(s.params["depth"]) if s.params.get("depth", "").isdigit() else None
         result = None
         notice = None
         if s.kind in ("run", "results"):
             result = runner.latest(ref, runner.RunOptions(cache_dir=Path(cache_dir) if cache_dir else None), root)
             if result is None:
-                notice = f"No run recorded yet: `traindoc run {facts.source} --docs`."
-        body = content.block(s.kind, facts, result=result, notice=notice, depth=depth, templates=templates)
-        return redact(body)
+                notice = f"No run recorded yet: traindoc run {shlex.quote(facts.source)} --docs"
+        return content.block(s.kind, facts, result=result, notice=notice, depth=depth, templates=templates, root=root)
 
     return sections.replace(text, generate, filename, content.BLOCKS)
 

@@ -1,9 +1,11 @@
 """The Jinja2 environment: package templates, overridable by a project's ``templates/`` by file name.
 
 Templates hold presentation (labels, layout, wording); Python hands them plain data and a few
-filters. Filters for Mermaid (``q`` quotes and escapes a label, ``nid`` makes a stable id) keep every
-template, including a user's override, safe. Compiled templates live only in this process's memory:
-no bytecode cache on disk (that is marshalled code, and the cache folder is shared between CI runs).
+filters. Every ``{{ ... }}`` goes through the escaping filter of its destination (:mod:`traindoc.escape`:
+``md_text``/``md_cell``, ``md_code``, ``html``, ``mmd_label``, ``mmd_comment``, ``mmd_id``, ``fence``, ``sh``,
+``txt``, ``num``) or a number formatter, so every template, including a user's override, is safe.
+Compiled templates live only in this process's memory: no bytecode cache on disk (that is marshalled code,
+and the cache folder is shared between CI runs).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import jinja2
 
-from . import mermaid
+from . import escape, mermaid
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -51,19 +53,6 @@ def fmt(value: Any, spec: str = ".3g") -> str:
     return format(value, spec)
 
 
-def md_cell(text: Any) -> str:
-    """Escape text for a Markdown table cell."""
-    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
-
-
-def md_code(text: Any) -> str:
-    """Inline code that survives backticks inside."""
-    s = str(text)
-    fence = "``" if "`" in s else "`"
-    pad = " " if fence == "``" else ""
-    return f"{fence}{pad}{s}{pad}{fence}"
-
-
 @lru_cache(maxsize=8)
 def environment(project_templates: str | None = None) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = []
@@ -78,16 +67,19 @@ def environment(project_templates: str | None = None) -> jinja2.Environment:
         lstrip_blocks=True,
         autoescape=False,
     )
+    env.filters.update(escape.FILTERS)
     env.filters.update(
-        q=mermaid.label,
-        esc=mermaid.escape,
+        mmd_label=mermaid.label,
         nid=mermaid.node_id,
         human=human,
         bytes=human_bytes,
         thousands=thousands,
         fmt=fmt,
-        cell=md_cell,
-        code=md_code,
+        # the names project templates written for earlier versions use
+        q=mermaid.label,
+        esc=mermaid.escape,
+        cell=escape.md_cell,
+        code=escape.md_code,
     )
     return env
 
@@ -100,6 +92,6 @@ def project_templates_dir(root: Path | None) -> str | None:
     return str(folder.resolve()) if folder.is_dir() else None
 
 
-def render(name: str, templates: str | None = None, **context: Any) -> str:
+def render(name: str, templates: str | None = None, **context: Any) -> escape.Rendered:
     """Render one template by file name; a project's template of that name wins."""
-    return environment(templates).get_template(name).render(**context)
+    return escape.Rendered(environment(templates).get_template(name).render(**context))

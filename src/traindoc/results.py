@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .records import Record
-from .redact import redact
+from .redact import redact_lines
 
 Status = Literal["passed", "failed", "expectations_unmet", "timeout"]
 LEAK_MIN_BYTES = 32 << 20  # growth below this is never called a leak
@@ -206,7 +206,7 @@ def tail(path: Path, lines: int = 30) -> list[str]:
     if not path.is_file():
         return []
     text = path.read_text(encoding="utf-8", errors="replace")
-    return [redact(line) for line in text.splitlines()[-lines:]]
+    return redact_lines(text.splitlines())[-lines:]  # the whole log: a PEM block may begin before the tail
 
 
 def summarise_steps(steps: list[dict[str, Any]], log_every: int) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from . import cache, launch, results, runfolder, service
 from .atomic import locked, write_text
 from .errors import CacheCorrupt
 from .facts import Facts
-from .redact import redact
+from .redact import redact, redact_lines
 from .results import RunResult, Status
 
 
@@ -459,7 +459,7 @@ def assemble(
             tail_lines = [f"--- {src.name}", *results.tail(src)]
         for e in errors[:1]:
             if e.get("traceback"):
-                tail_lines += ["--- traceback (user code)", *[redact(x) for x in e["traceback"].splitlines()[-25:]]]
+                tail_lines += ["--- traceback (user code)", *redact_lines(e["traceback"].splitlines())[-25:]]
     d = facts.devices
     return RunResult(
         ok=status == "passed",

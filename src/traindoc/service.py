@@ -12,10 +12,11 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import cache
 from .atomic import locked
-from .errors import CacheCorrupt, LoadError, TraindocError, UserCodeError
+from .errors import CacheCorrupt, LoadError, PipelineOutsideProject, TraindocError, UserCodeError
 from .facts import Facts
 from .loader import parse_ref, source_file
 from .project import find_root, resolve_name
@@ -32,10 +33,17 @@ class Target:
     attr: str | None
 
 
-def target(ref: str, root: Path | None = None) -> Target:
+def target(ref: str, root: Path | None = None, *, confine: bool = False) -> Target:
+    """Resolve a reference. With ``confine`` (a docs page or a README marker names it), a pipeline file
+    must lie inside the project root; a module reference must be importable (installed or on the path)."""
     root = root or find_root()
     text = resolve_name(ref, root)
     parsed = parse_ref(text, root)
+    if confine and parsed.path is not None and not parsed.path.is_relative_to(root.resolve()):
+        raise PipelineOutsideProject(
+            f"{ref}: a docs page or README may only name a pipeline inside the project folder or an installed "
+            "module; this one is outside it"
+        )
     file = source_file(parsed)
     if parsed.path is not None:  # normalise to an absolute file reference
         text = f"{parsed.path}:{parsed.attr}" if parsed.attr else str(parsed.path)
@@ -47,9 +55,14 @@ def facts_fingerprint(t: Target) -> cache.Fingerprint:
 
 
 def facts_for(
-    ref: str, *, cache_dir: str | Path | None = None, in_process: bool = False, root: Path | None = None
+    ref: str,
+    *,
+    cache_dir: str | Path | None = None,
+    in_process: bool = False,
+    root: Path | None = None,
+    confine: bool = False,
 ) -> Facts:
-    t = target(ref, root)
+    t = target(ref, root, confine=confine)
     layout = cache.Layout(Path(cache_dir) if cache_dir else cache.default_dir(t.root))
     fp = facts_fingerprint(t)
     path = layout.facts(fp.key)
@@ -78,7 +91,24 @@ def introspect_here(t: Target) -> Facts:
     from .loader import load
 
     spec, file = load(t.ref, t.root)
-    return compute(spec, file, t.root)
+    return redact_facts(compute(spec, file, t.root))
+
+
+def redact_facts(facts: Facts) -> Facts:
+    """Facts with every secret-looking string masked (``***``): nothing downstream (cache, pages,
+    README, lint) ever holds a secret written into a spec field; the ``secret-in-spec`` lint rule
+    names the fields."""
+
+    def walk(value: Any) -> Any:
+        if isinstance(value, str):
+            return redact(value)
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    return Facts.model_validate(walk(facts.model_dump(mode="json")))
 
 
 def introspect_child(t: Target) -> Facts:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from pathlib import PurePosixPath
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -24,18 +25,61 @@ from pydantic import (
     model_validator,
 )
 
-_REF_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REF_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*")
+_ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _IMAGE_RE = re.compile(
     r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:(?P<tag>[\w][\w.-]{0,127}))?(@sha256:[0-9a-f]{64})?$"
 )
-_SHM_RE = re.compile(r"^[1-9][0-9]*[bkmgBKMG]?$")
+_SHM_RE = re.compile(r"[1-9][0-9]*[bkmgBKMG]?")
+# Every regex here is used with fullmatch: Python's "$" also matches before a final newline.
+_NAME = r"[A-Za-z_][A-Za-z0-9_.-]{0,31}"
+_USER_RE = re.compile(rf"(?:{_NAME}|[0-9]{{1,10}})(?::(?:{_NAME}|[0-9]{{1,10}}))?")
+_SSH_USER_RE = re.compile(_NAME)
+_HOST_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_RE = re.compile(rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*")
+_RDZV_ID_RE = re.compile(r"[\w.-]+")
+_PIPELINE_NAME_RE = re.compile(r"[A-Za-z0-9][\w.-]*")
+_FILE_NAME_RE = re.compile(r"[A-Za-z0-9_][\w.-]*")
+_BIDI = set("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _clean(value: str, allow: str) -> str:
+    bad = sorted({ch for ch in value if ch not in allow and (unicodedata.category(ch) == "Cc" or ch in _BIDI)})
+    if bad:
+        raise ValueError(f"must not contain control characters ({', '.join(repr(c) for c in bad)})")
+    if value != value.rstrip("\n\r\t"):
+        raise ValueError("must not end with a newline or a tab")
+    return value
+
+
+def _one_line(value: str) -> str:
+    return _clean(value, "")
+
+
+def _paragraph(value: str) -> str:
+    return _clean(value, "\n\t")
+
+
+Text = Annotated[str, AfterValidator(_one_line)]
+"""A one-line string: no control characters (newline, escape, NUL...) and no bidi overrides. Every
+string field of the spec is one, so nothing a spec holds can start a new line of generated text."""
+Paragraph = Annotated[str, AfterValidator(_paragraph)]
+"""Like :data:`Text`, but inner newlines and tabs are allowed (a description); a trailing one is not."""
+
+
+def _full(pattern: re.Pattern[str], what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.fullmatch(value):
+            raise ValueError(f"must be {what}, got {value!r}")
+        return value
+
+    return AfterValidator(check)
 
 
 def _check_ref(value: Any) -> Any:
     if callable(value):
         return value
-    if isinstance(value, str) and _REF_RE.match(value):
+    if isinstance(value, str) and _REF_RE.fullmatch(value):
         return value
     raise ValueError("must be a callable or a 'module:attr' string")
 
@@ -72,8 +116,8 @@ class Port(_Model):
 class Volume(_Model):
     """A bind mount from the host into the container."""
 
-    host: str = Field(min_length=1, description="Host path (relative paths are relative to the pipeline file).")
-    container: str = Field(description="Absolute path inside the container.")
+    host: Text = Field(min_length=1, description="Host path (relative paths are relative to the pipeline file).")
+    container: Text = Field(description="Absolute path inside the container.")
     read_only: bool = Field(False, description="Mount read-only (good for datasets).")
 
     @field_validator("container")
@@ -87,23 +131,25 @@ class Volume(_Model):
 class Environment(_Model):
     """Where training runs: the container image and how it is started."""
 
-    image: str = Field(description="Container image with an explicit version tag, e.g. 'pytorch-cuda:v2.6-cuda11.8'.")
-    user: str | None = Field(None, description="User the container runs as ('1000:1000', 'dev'); None = image default.")
+    image: Text = Field(description="Container image with an explicit version tag, e.g. 'pytorch-cuda:v2.6-cuda11.8'.")
+    user: Annotated[Text, _full(_USER_RE, "'user', 'uid', 'user:group' or 'uid:gid'")] | None = Field(
+        None, description="User the container runs as ('1000:1000', 'dev'); None = image default."
+    )
     ports: list[Port] = Field(default_factory=list, description="Published ports.")
     volumes: list[Volume] = Field(default_factory=list, description="Bind mounts (data, checkpoints, code).")
-    env: list[str] = Field(
+    env: list[Text] = Field(
         default_factory=list,
         description="Names of environment variables passed through. Names only: values never enter the spec.",
     )
-    shm_size: str = Field(
+    shm_size: Text = Field(
         "8g", description="Shared memory size (docker --shm-size), e.g. '8g'. DataLoader workers need it."
     )
-    workdir: str = Field("/workspace", description="Working directory inside the container.")
+    workdir: Text = Field("/workspace", description="Working directory inside the container.")
 
     @field_validator("image")
     @classmethod
     def _image(cls, v: str) -> str:
-        if not _IMAGE_RE.match(v):
+        if not _IMAGE_RE.fullmatch(v):
             raise ValueError(f"not a valid image reference: {v!r} (expected 'name:tag')")
         return v
 
@@ -111,7 +157,7 @@ class Environment(_Model):
     @classmethod
     def _env_names(cls, v: list[str]) -> list[str]:
         for name in v:
-            if not _ENV_NAME_RE.match(name):
+            if not _ENV_NAME_RE.fullmatch(name):
                 raise ValueError(
                     "environment variables are given by NAME only (letters, digits, '_'); "
                     "values such as 'NAME=value' are not allowed in the spec"
@@ -121,7 +167,7 @@ class Environment(_Model):
     @field_validator("shm_size")
     @classmethod
     def _shm(cls, v: str) -> str:
-        if not _SHM_RE.match(v):
+        if not _SHM_RE.fullmatch(v):
             raise ValueError(f"must look like '8g', '512m' or a byte count, got {v!r}")
         return v
 
@@ -151,7 +197,7 @@ class Environment(_Model):
 
     @property
     def image_tag(self) -> str | None:
-        m = _IMAGE_RE.match(self.image)
+        m = _IMAGE_RE.fullmatch(self.image)
         return m.group("tag") if m else None
 
 
@@ -159,8 +205,8 @@ class Jupyter(_Model):
     """A Jupyter server inside the container."""
 
     port: int = Field(8888, ge=1, le=65535, description="Port the server listens on inside the container.")
-    bind: str = Field("127.0.0.1", description="Address the server binds to ('0.0.0.0' = every interface).")
-    token_env: str | None = Field(
+    bind: Text = Field("127.0.0.1", description="Address the server binds to ('0.0.0.0' = every interface).")
+    token_env: Text | None = Field(
         None, description="Name of the environment variable holding the access token; None = no token (unsafe)."
     )
 
@@ -173,7 +219,7 @@ class Jupyter(_Model):
     @field_validator("token_env")
     @classmethod
     def _token_name(cls, v: str | None) -> str | None:
-        if v is not None and not _ENV_NAME_RE.match(v):
+        if v is not None and not _ENV_NAME_RE.fullmatch(v):
             raise ValueError("must be an environment variable NAME, never the token itself")
         return v
 
@@ -182,7 +228,9 @@ class SSH(_Model):
     """An SSH daemon inside the container (for terminals and remote IDEs)."""
 
     port: int = Field(22, ge=1, le=65535, description="Port sshd listens on inside the container.")
-    user: str = Field("dev", min_length=1, description="Login user.")
+    user: Annotated[Text, _full(_SSH_USER_RE, "a login name (letters, digits, '_', '.', '-')")] = Field(
+        "dev", min_length=1, description="Login user."
+    )
     auth: Literal["key", "password"] = Field("key", description="Authentication method.")
 
 
@@ -277,7 +325,7 @@ class Training(_Model):
 class Checkpoint(_Model):
     """Checkpoints."""
 
-    dir: str = Field(description="Absolute directory (container path) for checkpoints, e.g. '/checkpoints'.")
+    dir: Text = Field(description="Absolute directory (container path) for checkpoints, e.g. '/checkpoints'.")
     format: Literal[".pt", ".pth"] = Field(".pt", description="File extension of checkpoint files.")
     every_steps: int = Field(100, gt=0, description="Write a checkpoint every N steps (and at the end).")
     keep_last: int = Field(3, ge=1, description="Keep the N newest checkpoints, delete older ones.")
@@ -299,8 +347,10 @@ class Distributed(_Model):
     nproc_per_node: int | Literal["auto"] = Field(
         1, description="Ranks per machine; 'auto' = number of visible GPUs (1 on CPU)."
     )
-    rdzv_endpoint: str = Field("127.0.0.1:29500", description="c10d rendezvous endpoint 'host:port' (multi-node).")
-    rdzv_id: str = Field("traindoc", pattern=r"^[\w.-]+$", description="Rendezvous job id.")
+    rdzv_endpoint: Text = Field("127.0.0.1:29500", description="c10d rendezvous endpoint 'host:port' (multi-node).")
+    rdzv_id: Annotated[Text, _full(_RDZV_ID_RE, "letters, digits, '_', '.', '-'")] = Field(
+        "traindoc", description="Rendezvous job id."
+    )
 
     @field_validator("nproc_per_node")
     @classmethod
@@ -313,8 +363,12 @@ class Distributed(_Model):
     @classmethod
     def _endpoint(cls, v: str) -> str:
         host, sep, port = v.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        if not sep or not host or not re.fullmatch(r"[0-9]{1,5}", port) or not 1 <= int(port) <= 65535:
             raise ValueError(f"must be 'host:port', got {v!r}")
+        if host.startswith("[") and host.endswith("]"):
+            ipaddress.IPv6Address(host[1:-1])
+        elif not _HOST_RE.fullmatch(host) or len(host) > 253:
+            raise ValueError(f"host must be a host name or an IP address, got {host!r}")
         return v
 
 
@@ -325,7 +379,7 @@ METRICS: tuple[Metric, ...] = ("loss", "accuracy", "lr", "samples_per_s", "memor
 class Monitoring(_Model):
     """What the run records."""
 
-    log_file: str = Field("train.log", description="Log file name (written in the run directory).")
+    log_file: Annotated[Text, _full(_FILE_NAME_RE, "a file name (no folders)")] = Field("train.log", description="Log file name (written in the run directory).")
     metrics: list[Metric] = Field(
         default_factory=lambda: list(METRICS),
         description="Metrics to record and report.",
@@ -347,14 +401,16 @@ class Expect(_Model):
     max_final_loss: float | None = Field(None, gt=0.0, description="Final training loss must be at most this.")
 
 
-Devices = Literal["auto", "cpu", "cuda"] | list[Annotated[str, Field(pattern=r"^(cpu|cuda(:\d+)?)$")]]
+Devices = Literal["auto", "cpu", "cuda"] | list[Annotated[Text, _full(re.compile(r"cpu|cuda(:[0-9]+)?"), "'cpu', 'cuda' or 'cuda:N'")]]
 
 
 class Pipeline(_Model):
     """A whole training system, declared."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][\w.-]*$", description="Short name (used in ids, cache keys and links).")
-    description: str = Field("", description="One paragraph about the pipeline.")
+    name: Annotated[Text, _full(_PIPELINE_NAME_RE, "letters, digits, '_', '.', '-'")] = Field(
+        description="Short name (used in ids, cache keys and links)."
+    )
+    description: Paragraph = Field("", description="One paragraph about the pipeline.")
     environment: Environment = Field(description="Container image, user, ports, volumes, env names, shm.")
     access: Access = Field(default_factory=Access, description="Jupyter and SSH entry points.")
     devices: Devices = Field(

@@ -35,7 +35,7 @@ from .atomic import write_text
 from .errors import UserCodeError
 from .introspect import device_facts, resident_ok, tensor_bytes
 from .loader import call, load, user_traceback
-from .redact import redact
+from .redact import LineRedactor, redact
 from .spec import Pipeline
 
 
@@ -504,9 +504,10 @@ def redirect_output(path: Path) -> threading.Thread:
     sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
     def pump() -> None:
+        scrub = LineRedactor()  # remembers a PEM block that spans lines
         with open(path, "ab", buffering=0) as out, os.fdopen(read_fd, "rb") as src:
             for line in src:
-                out.write(redact(line.decode("utf-8", "replace")).encode("utf-8"))
+                out.write(scrub(line.decode("utf-8", "replace")).encode("utf-8"))
 
     thread = threading.Thread(target=pump, name="traindoc-log", daemon=True)
     thread.start()
