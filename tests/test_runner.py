@@ -60,8 +60,9 @@ def test_launch_plan_single_process_and_torchrun() -> None:
         "1",
         "--nproc-per-node",
         "8",
-        "-m",
+        "--no-python",
     ]
+    assert ddp[0].argv[9:16] == ["py", "-m", "traindoc.guard", "--", "py", "-m", "traindoc.worker"]
     assert ddp[0].env["TRAINDOC_BACKEND"] == "nccl"
     loop = launch.plan(
         w,

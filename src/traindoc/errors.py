@@ -101,3 +101,28 @@ class LintFailed(TraindocError):
 
 class CacheCorrupt(TraindocError):
     """A cache entry failed its integrity check (it is re-run, never trusted)."""
+
+
+class TimedOut(RunFailed):
+    """The hard timeout ran out before training started (loading or introspecting the pipeline hung)."""
+
+
+class LeftoverProcesses(TraindocError):
+    """Processes of another, still running traindoc occupy the run folder (or would not die)."""
+
+
+class Cancelled(TraindocError):
+    """A run was stopped because the process hosting it is shutting down (``mkdocs serve`` stopped)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (never swallowed by ``except Exception``) so that
+    every process traindoc started is killed on the way out. ``exit_code`` is 128 + the signal number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
