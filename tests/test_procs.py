@@ -183,7 +183,7 @@ def test_guard_refuses_to_run_an_orphan_and_arms_the_parent_death_signal(tmp_pat
 # --- traindoc run, killed during a 2-rank torchrun gloo run --------------------------------------------
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
 def test_signal_to_traindoc_run_takes_every_rank_with_it(
     make_project: ProjectFactory, tmp_path: Path, tag: str, sig: signal.Signals
 ) -> None:
@@ -209,7 +209,7 @@ def test_signal_to_traindoc_run_takes_every_rank_with_it(
 # --- mkdocs build / serve --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=lambda s: s.name)
 def test_signal_to_mkdocs_build_during_a_run_leaves_nothing(
     make_project: ProjectFactory, tag: str, sig: signal.Signals
 ) -> None:

@@ -221,7 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .procs import install_signal_handlers
 
-    restore = install_signal_handlers()  # SIGTERM/SIGHUP unwind like Ctrl-C: all traindoc started is killed
+    restore = install_signal_handlers()  # SIGTERM/SIGHUP/SIGINT: kill all traindoc started, then unwind
     try:
         code: int = args.func(args)
         return code

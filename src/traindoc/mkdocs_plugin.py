@@ -72,7 +72,7 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
     def on_startup(self, *, command: str, dirty: bool) -> None:
         # Defining on_startup keeps one instance across `mkdocs serve` rebuilds.
         self.serving = command == "serve"
-        # SIGTERM/SIGHUP unwind like Ctrl-C (unless the host set its own handlers): runs are killed on the way out
+        # SIGTERM/SIGHUP/SIGINT kill every run at once, then unwind (handlers the host set are left alone)
         self.restore_signals = procs.install_signal_handlers(only_default=True)
 
     def on_shutdown(self) -> None:

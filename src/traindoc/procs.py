@@ -9,9 +9,9 @@ One mechanism, three layers:
 * **A tag**: every process of a tree carries ``TRAINDOC_RUN_TAG=<uuid>`` in its environment, inherited
   by whatever it starts. Killing a tree kills its process groups, their descendants and every process
   carrying the tag (processes that left the tree by a double fork or a dead parent included).
-* **Signals and shutdown**: :func:`install_signal_handlers` (the CLI, the MkDocs plugin) turns
-  SIGTERM/SIGHUP into an interrupt that unwinds through ``with Tree()``; :func:`kill_all` stops
-  every live tree at once (``mkdocs serve`` shutting down with background runs).
+* **Signals and shutdown**: :func:`install_signal_handlers` (the CLI, the MkDocs plugin) makes
+  SIGTERM/SIGHUP/SIGINT kill every live tree at once, then unwind through ``with Tree()``;
+  :func:`kill_all` does the same for ``mkdocs serve`` shutting down with background runs.
 
 A run folder records its tree in ``procs.json`` (supervisor, tag, pids with start times), so a later
 run in the same folder finds leftovers: :func:`clear_leftovers`.
@@ -285,23 +285,26 @@ def clear_leftovers(run_dir: Path) -> list[int]:
 
 # -- signals -----------------------------------------------------------------------------------------------
 
-_HANDLED = (signal.SIGTERM, signal.SIGHUP)
+_HANDLED = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
 _interrupting = threading.Event()
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
-    kill_all()  # at once, whatever the main thread is doing
+    kill_all()  # at once, whatever the main thread is doing (a docs server's shutdown takes seconds)
     if _interrupting.is_set():
         return  # already unwinding: let the cleanup finish
     _interrupting.set()
+    if signum == signal.SIGINT:
+        raise KeyboardInterrupt
     raise Interrupted(signum)
 
 
 def install_signal_handlers(*, only_default: bool = False) -> Callable[[], None]:
-    """SIGTERM and SIGHUP kill every tree and raise :class:`Interrupted` in the main thread.
+    """SIGTERM, SIGHUP and SIGINT kill every tree at once, then unwind the main thread.
 
-    ``only_default`` leaves a handler the host application installed alone (the MkDocs plugin).
-    SIGINT already raises KeyboardInterrupt, which unwinds the same way. Returns a function that
+    SIGINT raises KeyboardInterrupt as usual; SIGTERM and SIGHUP raise :class:`Interrupted`, which
+    unwinds the same way. ``only_default`` leaves a handler the host application installed alone
+    (the MkDocs plugin). Returns a function that
     puts the previous handlers back (a no-op off the main thread, where handlers cannot be set).
     """
     if threading.current_thread() is not threading.main_thread():
@@ -309,7 +312,8 @@ def install_signal_handlers(*, only_default: bool = False) -> Callable[[], None]
     _interrupting.clear()
     previous: dict[int, Any] = {}
     for sig in _HANDLED:
-        if only_default and signal.getsignal(sig) is not signal.SIG_DFL:
+        default = signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL
+        if only_default and signal.getsignal(sig) is not default:
             continue
         previous[sig] = signal.signal(sig, _on_signal)
 
