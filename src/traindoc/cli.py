@@ -224,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .procs import install_signal_handlers
+
+    restore = install_signal_handlers()  # SIGTERM/SIGHUP/SIGINT: kill all traindoc started, then unwind
     try:
         code: int = args.func(args)
         return code
@@ -231,8 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.lines():
             print(f"traindoc: {line}" if "\n" not in line else line, file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"traindoc: {exc or 'interrupted'}; every process it started was stopped", file=sys.stderr)
+        return int(getattr(exc, "exit_code", 130))
+    finally:
+        restore()
 
 
 if __name__ == "__main__":  # pragma: no cover

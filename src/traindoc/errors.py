@@ -112,3 +112,28 @@ class RunFolderRefused(TraindocError):
 
 class PipelineOutsideProject(LoadError):
     """A docs page or README marker names a pipeline file outside the project folder."""
+
+
+class TimedOut(RunFailed):
+    """The hard timeout ran out before training started (loading or introspecting the pipeline hung)."""
+
+
+class LeftoverProcesses(TraindocError):
+    """Processes of another, still running traindoc occupy the run folder (or would not die)."""
+
+
+class Cancelled(TraindocError):
+    """A run was stopped because the process hosting it is shutting down (``mkdocs serve`` stopped)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: unwinds like Ctrl-C (never swallowed by ``except Exception``) so that
+    every process traindoc started is killed on the way out. ``exit_code`` is 128 + the signal number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")

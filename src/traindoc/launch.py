@@ -94,6 +94,11 @@ def torchrun_args(
     return args
 
 
+def rank_guard(python: str) -> list[str]:
+    """What torchrun runs in front of each rank: the wrapper that kills it when torchrun dies."""
+    return [python, "-m", "traindoc.guard", "--"]
+
+
 def plan(
     opts: WorkerOptions,
     *,
@@ -129,6 +134,9 @@ def plan(
                 rdzv_id=rdzv_id,
                 node_rank=rank if nnodes > 1 else None,
             ),
+            "--no-python",  # each rank runs through the parent-death wrapper (traindoc.guard)
+            *rank_guard(python),
+            python,
             *worker_args(opts),
         ]
         node_env = dict(env)

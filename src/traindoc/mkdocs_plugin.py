@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, event_priority
 from mkdocs.structure.files import File, Files
 
-from . import assets, cache, docsgen, runner, service
+from . import assets, cache, docsgen, procs, runner, service
 from .errors import TraindocError
 from .facts import Facts
 from .project import find_root, named_pipelines
@@ -65,11 +66,21 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
         self.errored: dict[str, str] = {}  # background runs that raised before producing a result
         self.lock = threading.Lock()
         self.server: Any = None
+        self.restore_signals: Callable[[], None] = lambda: None
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def on_startup(self, *, command: str, dirty: bool) -> None:
         # Defining on_startup keeps one instance across `mkdocs serve` rebuilds.
         self.serving = command == "serve"
+        # SIGTERM/SIGHUP/SIGINT kill every run at once, then unwind (handlers the host set are left alone)
+        self.restore_signals = procs.install_signal_handlers(only_default=True)
+
+    def on_shutdown(self) -> None:
+        """`mkdocs serve` is stopping (Ctrl-C): kill every run still going, then let their threads finish."""
+        procs.kill_all()
+        for job in list(self.jobs.values()):
+            job.join(timeout=procs.KILL_WAIT_S)
+        self.restore_signals()
 
     @event_priority(100)  # before mermaid2 reads extra_javascript
     def on_config(self, config: Any) -> Any:
@@ -152,9 +163,10 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
 
     def facts(self, pipeline: str) -> Facts:
         if pipeline not in self.facts_memo:
-            self.facts_memo[pipeline] = service.facts_for(
-                self._ref(pipeline), cache_dir=self.cache_dir, root=self.root, confine=True
-            )
+            with procs.deadline(self.config.timeout):  # a hanging import or factory fails the page, never hangs
+                self.facts_memo[pipeline] = service.facts_for(
+                    self._ref(pipeline), cache_dir=self.cache_dir, root=self.root, confine=True
+                )
         return self.facts_memo[pipeline]
 
     def _options(self, force: bool = False) -> runner.RunOptions:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from .render import md_cell, render
+from .escape import md_cell
+from .render import render
 from .spec import Pipeline, describe_fields
 
 

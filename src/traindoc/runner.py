@@ -21,9 +21,9 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import cache, launch, results, runfolder, service
+from . import cache, hang, launch, procs, results, runfolder, service
 from .atomic import locked, write_text
-from .errors import CacheCorrupt
+from .errors import CacheCorrupt, Cancelled
 from .facts import Facts
 from .redact import redact, redact_lines
 from .results import RunResult, Status
@@ -186,88 +186,50 @@ def _last_step(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def descendants(pid: int) -> list[int]:
-    """Every process below ``pid`` (torchrun starts its ranks in sessions of their own)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    out, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _kill(procs: list[subprocess.Popen[bytes]]) -> None:
-    """SIGKILL every launched process, its group and all its descendants; wait until they are gone."""
-    victims = [d for p in procs for d in descendants(p.pid)]
-    for p in procs:
-        if p.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(p.pid, signal.SIGKILL)
-    for pid in victims:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    for p in procs:
-        p.wait()
-    deadline = time.monotonic() + 10
-    while any(_alive(v) for v in victims) and time.monotonic() < deadline:
-        time.sleep(0.05)
-
-
 def execute(
     launches: list[launch.Launch], run_dir: Path, timeout_s: float, progress: Progress
 ) -> tuple[list[int], bool]:
-    """Start every process in its own group; kill them all on timeout or first failure."""
-    procs: list[subprocess.Popen[bytes]] = []
+    """Start every process guarded and tagged (:mod:`traindoc.procs`); kill them all on timeout or first failure.
+
+    ``timeout_s`` is cut to what is left of the run's deadline (introspection counts against it); the
+    process-group timeout of the ranks is derived from it (:func:`traindoc.hang.pg_timeout_s`).
+    """
+    timeout_s = procs.remaining(timeout_s)
     deadline = time.monotonic() + timeout_s
     timed_out = False
-    env_base = dict(os.environ)
-    env_base["PYTHONUNBUFFERED"] = "1"
-    try:
-        for i, spec in enumerate(launches):
-            log = open(run_dir / f"launcher{i}.log", "wb")  # noqa: SIM115
-            procs.append(
-                subprocess.Popen(
-                    spec.argv,
-                    env={**env_base, **spec.env},
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            )
-            log.close()
-        while any(p.poll() is None for p in procs):
-            progress.update(_last_step(run_dir / "steps.jsonl"))
-            if time.monotonic() > deadline:
-                timed_out = True
-                break
-            if any(p.poll() not in (None, 0) for p in procs) and len(procs) > 1:
-                time.sleep(2.0)  # let torchrun tear its own ranks down, then make sure
-                break
-            time.sleep(0.2)
-    finally:
-        _kill(procs)
-        progress.close()
-    return [p.returncode for p in procs], timed_out
+    env_base = {"PYTHONUNBUFFERED": "1", hang.PG_TIMEOUT_ENV: f"{hang.pg_timeout_s(timeout_s):g}"}
+    with procs.Tree(run_dir / procs.RECORD) as tree:
+        try:
+            for i, spec in enumerate(launches):
+                with open(run_dir / f"launcher{i}.log", "wb") as log:
+                    tree.spawn(spec.argv, env={**env_base, **spec.env}, stdout=log, stderr=subprocess.STDOUT)
+            recorded = time.monotonic()
+            while any(p.poll() is None for p in tree.procs):
+                progress.update(_last_step(run_dir / "steps.jsonl"))
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    break
+                if any(p.poll() not in (None, 0) for p in tree.procs) and len(tree.procs) > 1:
+                    time.sleep(2.0)  # let torchrun tear its own ranks down, then make sure
+                    break
+                if time.monotonic() - recorded > 1.0:  # ranks appear after the launcher: record them too
+                    tree.refresh()
+                    recorded = time.monotonic()
+                time.sleep(0.2)
+        finally:
+            progress.close()
+    if tree.cancelled.is_set():
+        raise Cancelled("the run was stopped: traindoc is shutting down")
+    return [p.returncode for p in tree.procs], timed_out
 
 
 def run(ref: str, opts: RunOptions | None = None, root: Path | None = None) -> RunResult:
     opts = opts or RunOptions()
+    with procs.deadline(opts.timeout_s):  # one hard timeout for introspection and training together
+        return _run(ref, opts, root)
+
+
+def _run(ref: str, opts: RunOptions, root: Path | None) -> RunResult:
     t = service.target(ref, root)
     if opts.run_dir is not None:
         runfolder.check(opts.run_dir, t.root)  # refuse a bad --out before anything else happens
@@ -290,6 +252,7 @@ def run(ref: str, opts: RunOptions | None = None, root: Path | None = None) -> R
         resume = opts.resume or (facts.checkpoint.resume and not opts.force)
         target = opts.run_dir or layout.run_dir(fp.key)
         with runfolder.claim(target, resume=resume, project_root=t.root) as run_dir:
+            procs.clear_leftovers(run_dir)  # never beside processes of an earlier run in this folder
             if resume:
                 done = _finished(run_dir, fp.key, _target_steps(facts, opts))
                 if done is not None:
@@ -423,7 +386,10 @@ def assemble(
         status = "failed"
         cause = root_cause(run_dir) if world > 1 else None
         by_rank = {int(e.get("rank", 0)): e for e in errors}
-        if cause is not None and cause[0] not in by_rank:
+        hung = hang.hung_ranks(errors, world)  # a peer timed out waiting: name the silent rank, not the peer
+        if hung:
+            failed_rank, reason = hung[0], hang.hung_reason(hung, errors, last)
+        elif cause is not None and cause[0] not in by_rank:
             failed_rank = cause[0]  # it died without a word; other ranks' errors are only the aftermath
             reason = f"rank {failed_rank} died ({_exit_text(cause[1])}) at step {last} without reporting an error"
         elif by_rank:

@@ -14,13 +14,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cache
+from . import cache, procs
 from .atomic import locked
-from .errors import CacheCorrupt, LoadError, PipelineOutsideProject, TraindocError, UserCodeError
+from .errors import (
+    CacheCorrupt,
+    Cancelled,
+    LoadError,
+    PipelineOutsideProject,
+    TimedOut,
+    TraindocError,
+    UserCodeError,
+)
 from .facts import Facts
 from .loader import parse_ref, source_file
 from .project import find_root, resolve_name
 from .redact import redact
+
+INSPECT_TIMEOUT_S = 300.0  # loading and introspecting a pipeline outside a run with its own timeout
 
 
 @dataclass(frozen=True)
@@ -112,25 +122,45 @@ def redact_facts(facts: Facts) -> Facts:
 
 
 def introspect_child(t: Target) -> Facts:
-    """Run ``python -m traindoc inspect --json`` in a child; its errors come back as ours."""
+    """Run ``python -m traindoc inspect --json`` in a child; its errors come back as ours.
+
+    The child is guarded and killed with its tree (:mod:`traindoc.procs`). It gets what is left of the
+    run's hard timeout, or :data:`INSPECT_TIMEOUT_S` outside a run: an import or a factory that never
+    returns ends in :class:`TimedOut`, never in a hang.
+    """
+    limit = procs.remaining(INSPECT_TIMEOUT_S)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "facts.json"  # a file, not stdout: user modules may print while imported
-        proc = subprocess.run(
-            [sys.executable, "-m", "traindoc", "inspect", t.ref, "--no-cache", "--json-file", str(out)],
-            cwd=t.root,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if proc.returncode == 0:
+        err_path = Path(tmp) / "stderr.txt"
+        with procs.Tree() as tree, open(err_path, "wb") as err_file:
+            proc = tree.spawn(
+                [sys.executable, "-m", "traindoc", "inspect", t.ref, "--no-cache", "--json-file", str(out)],
+                cwd=t.root,
+                stdout=subprocess.DEVNULL,
+                stderr=err_file,
+            )
+            try:
+                code = proc.wait(timeout=limit)
+            except subprocess.TimeoutExpired:
+                code = None
+        if tree.cancelled.is_set():
+            raise Cancelled("introspection was stopped: traindoc is shutting down")
+        stderr = err_path.read_text(encoding="utf-8", errors="replace")
+        if code is None:
+            tail = " | ".join(redact(stderr).strip().splitlines()[-3:])
+            raise TimedOut(
+                f"timed out after {procs.limit(INSPECT_TIMEOUT_S):g} s while loading the pipeline "
+                "and introspecting its model (a child process, now killed)" + (f"; it printed: {tail}" if tail else "")
+            )
+        if code == 0:
             return Facts.model_validate(json.loads(out.read_text(encoding="utf-8")))
-    message = redact(proc.stderr.strip()) or f"introspection exited with {proc.returncode}"
+    message = redact(stderr.strip()) or f"introspection exited with {code}"
     first, _, rest = message.partition("\n")
     first = first.removeprefix("traindoc: ")
-    if proc.returncode == 4:
+    if code == 4:
         raise UserCodeError(first, rest)
-    if proc.returncode == 2:
+    if code == 2:
         raise LoadError(first)
     err = TraindocError(message.replace("traindoc: ", ""))
-    err.exit_code = proc.returncode
+    err.exit_code = code
     raise err

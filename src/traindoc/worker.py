@@ -19,7 +19,6 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from . import checkpoint as ckpt
-from . import runfolder
+from . import runfolder, worker_limits
 from .atomic import write_text
 from .errors import UserCodeError
 from .introspect import device_facts, resident_ok, tensor_bytes
@@ -138,7 +137,7 @@ class Trainer:
             self.device = torch.device("cpu")
         if self.world > 1:
             backend = os.environ.get("TRAINDOC_BACKEND", "nccl" if want == "cuda" else "gloo")
-            dist.init_process_group(backend=backend, timeout=timedelta(seconds=120))
+            dist.init_process_group(backend=backend, timeout=worker_limits.pg_timeout())
         self.seed = spec.optim.seed if spec.optim.seed is not None else 0
         if spec.optim.seed is not None:
             random.seed(self.seed)
@@ -266,14 +265,6 @@ class Trainer:
         detached: torch.Tensor = loss.detach()
         return detached
 
-    def should_stop_for_time(self) -> bool:
-        late = self.max_seconds is not None and time.perf_counter() - self.started > self.max_seconds
-        if self.world > 1:
-            flag = torch.tensor([1.0 if late else 0.0], device=self.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            late = bool(flag.item() > 0)
-        return late
-
     def evaluate(self) -> dict[str, float] | None:
         if self.val_ds is None:
             return None
@@ -368,9 +359,9 @@ class Trainer:
                 if self.step % log_every == 0 or self.step == limit:
                     self.flush(window, batch_items)
                     window = []
-                    if self.should_stop_for_time():
-                        stopped = f"reached the time budget ({self.max_seconds:g} s)"
-                        limit = self.step
+                if worker_limits.time_up(self.started, self.max_seconds, self.device, self.world):
+                    stopped = f"reached the time budget ({self.max_seconds:g} s)"
+                    limit = self.step
                 if self.step % spec.checkpoint.every_steps == 0:
                     info = self.save_checkpoint(epoch)
                     last_ckpt_step = self.step
