@@ -170,7 +170,7 @@ def test_rewritten_files_keep_their_permission_bits(make_project: ProjectFactory
     group.write_text("old\n")
     group.chmod(0o664)
     assert traindoc_cli(root, "export", "pipeline/tiny.py", "--format", "mmd", "-o", "diagram.mmd").returncode == 0
-    assert stat.S_IMODE(group.stat().st_mode) == 0o664 and group.read_text().startswith("flowchart")
+    assert stat.S_IMODE(group.stat().st_mode) == 0o664 and "flowchart" in group.read_text()
     private = root / "private.mmd"
     private.write_text("old\n")
     private.chmod(0o600)
