@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
+import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -170,7 +172,7 @@ def test_rewritten_files_keep_their_permission_bits(make_project: ProjectFactory
     group.write_text("old\n")
     group.chmod(0o664)
     assert traindoc_cli(root, "export", "pipeline/tiny.py", "--format", "mmd", "-o", "diagram.mmd").returncode == 0
-    assert stat.S_IMODE(group.stat().st_mode) == 0o664 and group.read_text().startswith("flowchart")
+    assert stat.S_IMODE(group.stat().st_mode) == 0o664 and "flowchart" in group.read_text()
     private = root / "private.mmd"
     private.write_text("old\n")
     private.chmod(0o600)
@@ -180,3 +182,44 @@ def test_rewritten_files_keep_their_permission_bits(make_project: ProjectFactory
     os.umask(old)
     assert traindoc_cli(root, "export", "pipeline/tiny.py", "--format", "mmd", "-o", "new.mmd").returncode == 0
     assert stat.S_IMODE((root / "new.mmd").stat().st_mode) == 0o666 & ~old  # as open() would make it
+
+
+# --- compiled templates: private per-user folder only --------------------------------------------------
+
+
+def _load_templates(xdg: Path, cache_dir: Path) -> subprocess.CompletedProcess[str]:
+    code = "from traindoc import render\nfor n in ('inspect.txt.j2', 'lint.txt.j2'):\n    render.environment().get_template(n)\n"
+    env = {**os.environ, "XDG_CACHE_HOME": str(xdg), "TRAINDOC_CACHE_DIR": str(cache_dir)}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
+
+
+def test_compiled_templates_live_only_in_a_private_per_user_folder(tmp_path: Path) -> None:
+    import pickle
+
+    import jinja2.bccache
+
+    from test_checkpoint_safety import Planted
+
+    xdg, shared = tmp_path / "xdg", tmp_path / "project-cache"
+    assert _load_templates(xdg, shared).returncode == 0
+    folder = xdg / "traindoc-bytecode"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700 and len(list(folder.iterdir())) == 2
+    assert not shared.exists() or not any(p.is_file() for p in shared.rglob("*"))
+    marker = tmp_path / "PWNED"
+    evil = jinja2.bccache.bc_magic + pickle.dumps(Planted(marker))
+
+    def poison(mode: int) -> None:  # what a poisoned cache restore would leave
+        for p in folder.iterdir():
+            p.write_bytes(evil)
+            p.chmod(mode)
+
+    poison(0o666)
+    assert _load_templates(xdg, shared).returncode == 0 and not marker.exists()  # writable by others: unused
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in folder.iterdir())  # recompiled, private
+    poison(0o644)
+    folder.chmod(0o755)
+    assert _load_templates(xdg, shared).returncode == 0 and not marker.exists()  # folder not private: unused
+    inside = shared / "xdg"
+    assert _load_templates(inside, shared).returncode == 0 and not (inside / "traindoc-bytecode").exists()
+    folder.chmod(0o700)  # the control: a private folder is trusted like the user's own __pycache__
+    assert _load_templates(xdg, shared).returncode == 0 and marker.exists()

@@ -4,7 +4,6 @@ and retention never deletes what it has just written."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +124,9 @@ def test_rng_and_optimizer_state_load_as_plain_data(tmp_path: Path) -> None:
     opt.load_state_dict(loaded["optimizer"])
 
 
-def test_checksum_overhead_per_save_on_the_example_model(tmp_path: Path) -> None:
-    """The checksum is computed while the bytes are written; report what it costs on se_cnn."""
+def test_the_checksum_is_of_the_bytes_on_disk_for_the_example_model(tmp_path: Path) -> None:
+    """The SHA-256 is computed while torch writes (no second read); it must match the file exactly."""
+    import hashlib
     import sys
 
     from conftest import REPO
@@ -147,27 +147,14 @@ def test_checksum_overhead_per_save_on_the_example_model(tmp_path: Path) -> None
         "step": 1,
         "rng": checkpoint.rng_state(),
     }
-
-    def plain(step: int) -> None:
-        from traindoc import atomic
-
-        atomic.write_with(checkpoint.path_for(tmp_path / "plain", step, ".pt"), lambda fh: torch.save(state, fh))
-
-    def checked(step: int) -> None:
-        checkpoint.save(tmp_path / "checked", step, ".pt", state, keep_last=1000)
-
-    def best(fn: Any) -> float:
-        times = []
-        for i in range(15):
-            t = time.perf_counter()
-            fn(i)
-            times.append(time.perf_counter() - t)
-        return min(times)
-
-    a, b = best(plain), best(checked)
-    size = checkpoint.path_for(tmp_path / "checked", 0, ".pt").stat().st_size
-    print(f"\ncheckpoint save, se_cnn ({size} bytes): {a * 1e3:.2f} ms plain, {b * 1e3:.2f} ms with checksum")
-    assert checkpoint.load(checkpoint.path_for(tmp_path / "checked", 14, ".pt"))["step"] == 1
+    path = checkpoint.save(tmp_path, 1, ".pt", state, keep_last=1)
+    record = json.loads(checkpoint.sidecar(path).read_text())
+    data = path.read_bytes()
+    assert record["sha256"] == hashlib.sha256(data).hexdigest() and record["bytes"] == len(data) > 100_000
+    loaded = checkpoint.load(path)
+    assert loaded["scheduler"]["T_max"] == 400 and all(
+        torch.equal(loaded["model"][k], v) for k, v in model.state_dict().items()
+    )
 
 
 # --- through the runner --------------------------------------------------------------------------------
@@ -214,16 +201,17 @@ def test_resume_with_no_valid_checkpoint_starts_at_step_0_and_says_so(
     root = make_project()
     out = root / "runs" / "a"
     first = traindoc_cli(root, "run", "pipeline/tiny.py", "--out", "runs/a", "--max-steps", "10")
-    assert first.returncode == 0, first.stderr
+    assert first.returncode in (0, 5) and len(checkpoint.listed(out / "checkpoints")) == 1, first.stderr
     for _, p in checkpoint.listed(out / "checkpoints"):
         p.write_bytes(p.read_bytes()[:-1])  # every checkpoint damaged
     proc = traindoc_cli(root, "run", "pipeline/tiny.py", "--out", "runs/a", "--resume", "--json")
     assert proc.returncode == 0, proc.stderr
     r = json.loads(proc.stdout)
     assert r["resumed_from"] is None and r["steps"] == 32
-    assert r["resume_note"] == "resume: no valid checkpoint in checkpoints/ (1 skipped as invalid); started from step 0"
+    assert r["resume_note"] == "no valid checkpoint in checkpoints/ (1 skipped as invalid); started from step 0"
+    assert [c["path"] for c in r["checkpoints_skipped"]] == ["step_00000010.pt"]
     text = traindoc_cli(root, "run", "pipeline/tiny.py", "--out", "runs/b", "--resume")
-    assert "resume       resume: no valid checkpoint in checkpoints/ (none written yet)" in text.stdout
+    assert "resume       no valid checkpoint in checkpoints/ (none written yet); started from step 0" in text.stdout
 
 
 @pytest.mark.slow

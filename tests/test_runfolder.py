@@ -113,6 +113,9 @@ def test_out_naming_a_file_is_one_clear_line(make_project: ProjectFactory) -> No
     proc = traindoc_cli(root, "run", "pipeline/tiny.py", "--out", "notes.txt")
     assert proc.returncode == RunFolderRefused.exit_code
     assert "is a file, not a folder" in one_line(proc.stderr)
+    below = traindoc_cli(root, "run", "pipeline/tiny.py", "--out", "notes.txt/run")
+    assert below.returncode == RunFolderRefused.exit_code
+    assert "cannot create a run folder there" in one_line(below.stderr)
     assert notes.read_text() == "keep me\n"
 
 

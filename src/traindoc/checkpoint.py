@@ -267,7 +267,7 @@ def resume_point(folder: Path) -> tuple[Found, str | None]:
     note = None
     if found.state is None:
         why = f"{len(found.skipped)} skipped as invalid" if found.skipped else "none written yet"
-        note = f"resume: no valid checkpoint in {folder.name}/ ({why}); started from step 0"
+        note = f"no valid checkpoint in {folder.name}/ ({why}); started from step 0"
     return found, note
 
 

@@ -49,14 +49,19 @@ def is_run_folder(folder: Path) -> bool:
     return first.rstrip(b"\r\n") == SIGNATURE.encode()
 
 
-def _home() -> Path | None:
-    home = os.environ.get("HOME")
-    if not home:
-        return None
-    try:
-        return Path(home).resolve()
-    except (OSError, RuntimeError):
-        return None
+def _homes() -> set[Path]:
+    """The home folder as ``$HOME`` says and as the password database says (both are refused)."""
+    found = set()
+    candidates = [os.environ.get("HOME")]
+    with contextlib.suppress(KeyError, ImportError):
+        import pwd
+
+        candidates.append(pwd.getpwuid(os.getuid()).pw_dir)
+    for home in candidates:
+        if home:
+            with contextlib.suppress(OSError, RuntimeError):
+                found.add(Path(home).resolve())
+    return found
 
 
 def refusal(path: Path, project_root: Path | None = None) -> str | None:
@@ -73,10 +78,10 @@ def refusal(path: Path, project_root: Path | None = None) -> str | None:
         return f"{shown} is a file, not a folder; give --out a folder for the run"
     if real == Path(real.anchor):
         return f"{shown} is the file-system root; refusing to use it as a run folder"
-    home = _home()
-    if home is not None and (real == home or real in home.parents):
-        what = "the home folder" if real == home else "a folder that contains the home folder"
-        return f"{shown} is {what}; refusing to use it as a run folder"
+    for home in _homes():
+        if real == home or real in home.parents:
+            what = "the home folder" if real == home else "a folder that contains the home folder"
+            return f"{shown} is {what}; refusing to use it as a run folder"
     if project_root is not None:
         root = project_root.resolve()
         if real == root or real in root.parents:
@@ -160,10 +165,13 @@ def claim(
     and blocks until the first is released."""
     check(path, project_root)
     folder = path.resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    if not is_run_folder(folder):
-        check(path, project_root)  # a file that appeared since the first check is someone else's
-        _write_marker(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not is_run_folder(folder):
+            check(path, project_root)  # a file that appeared since the first check is someone else's
+            _write_marker(folder)
+    except OSError as exc:
+        raise RunFolderRefused(f"{path}: cannot create a run folder there ({exc.strerror or exc})") from None
     with open(folder / MARKER, "rb") as fh:
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

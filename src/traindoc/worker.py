@@ -191,7 +191,7 @@ class Trainer:
                 self.restore(found.state)
                 self.resumed_from = self.step
             elif self.rank == 0:
-                print(f"traindoc: {self.resume_note}", flush=True)
+                print(f"traindoc: resume: {self.resume_note}", flush=True)
         self.log = StepLog(self.run_dir / "steps.jsonl", self.rank == 0, append=self.resumed_from is not None)
 
     def restore(self, state: dict[str, Any]) -> None:
