@@ -33,6 +33,7 @@ from typing import Any
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|-])")
 _BACKTICKS = re.compile(r"`+")
 _ID_RE = re.compile(r"[A-Za-z0-9_]+")
+_ENTITY_RE = re.compile(r"[^\w ]|_", re.ASCII)
 
 
 def _printable(text: str, keep: str = "") -> str:
@@ -61,12 +62,13 @@ def md_code(value: Any) -> str:
     """Inline code showing ``value`` literally, also inside a table cell.
 
     A backtick span longer than any run inside (padded when the value starts or ends with a backtick);
-    a value with ``|`` becomes ``<code>`` with entities, since GFM and Python-Markdown disagree on
-    pipes inside code spans in tables.
+    a value with ``|`` becomes ``<code>`` with every punctuation character as a numeric entity, since
+    GFM and Python-Markdown disagree on pipes inside code spans in tables (and Markdown is still parsed
+    inside inline HTML, so ``[x](javascript:...)`` would otherwise become a link).
     """
     text = " ".join(_printable(str(value)).split("\n"))
-    if "|" in text:
-        return "<code>" + html(text).replace("|", "&#124;") + "</code>"
+    if "|" in text:  # every punctuation character as an entity: Markdown still parses inside inline HTML
+        return "<code>" + _ENTITY_RE.sub(lambda m: f"&#{ord(m.group(0))};", text) + "</code>"
     runs = [len(m) for m in _BACKTICKS.findall(text)]
     fence = "`" * (max(runs, default=0) + 1)
     pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""
