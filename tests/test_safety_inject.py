@@ -148,7 +148,7 @@ def test_shell_lines_run_in_a_real_shell_as_one_argument(tmp_path: Path) -> None
     from traindoc.introspect import facts as compute
     from traindoc.loader import load
 
-    hostile = "my pipe'line $(touch pwned); `touch pwned2` \"q\" ${HOME}.py"
+    hostile = 'my pipe\'line $(touch pwned); `touch pwned2` "q" ${HOME}.py'
     root = tmp_path / "proj"
     (root / "pipeline").mkdir(parents=True)
     (root / "pyproject.toml").write_text("")
@@ -329,7 +329,7 @@ def test_redact_masks_every_form() -> None:
 # --- 2 + 6. a hostile project, run, README and site: nothing runs, nothing leaks -------------------------
 
 TRAP = "window['__pwned']=1"
-EVIL = f"<img src=x onerror=\"{TRAP}\"><script>{TRAP}</script>[x](javascript:{TRAP}) ``` | `"
+EVIL = f'<img src=x onerror="{TRAP}"><script>{TRAP}</script>[x](javascript:{TRAP}) ``` | `'
 CLASS_NAME = "Evil\nclick n_x call alert()\n%%{init: {'theme':'forest'}}%%" + EVIL
 MODULE_NAME = f"mod <img src=x onerror={TRAP}> ` | x"
 
@@ -359,7 +359,7 @@ def _tiny_pipeline(*, volume_host: str = "./data", extra_env: str = "", descript
     )
 
 
-HOSTILE_MODEL = f'''
+HOSTILE_MODEL = f"""
 import base64, json, os, urllib.parse
 import torch
 from torch import nn
@@ -396,7 +396,7 @@ def loss(out, y):
     if STEP[0] == 3:
         raise RuntimeError("boom " + EVIL)
     return F.cross_entropy(out, y)
-'''
+"""
 
 SECRET_ENV = {
     "HOSTILE_TOKEN": SECRET,
@@ -458,9 +458,7 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     env = {
         **os.environ,
         **SECRET_ENV,
-        "TRAINDOC_MERMAID_DIR": os.environ.get(
-            "TRAINDOC_MERMAID_DIR", str(REPO / ".cache" / "mermaid" / "11.12.0")
-        ),
+        "TRAINDOC_MERMAID_DIR": os.environ.get("TRAINDOC_MERMAID_DIR", str(REPO / ".cache" / "mermaid" / "11.12.0")),
         "NO_MKDOCS_2_WARNING": "1",
     }
     run = traindoc_cli(root, "run", "tiny", "--docs", "--json", env=env)
@@ -543,7 +541,6 @@ NO_SCRIPT_JS = """
 @pytest.mark.browser
 def test_no_script_from_hostile_text_runs_in_the_built_site(hostile: dict[str, object], browser: object) -> None:
     from sitecheck import COUNT_JS, serve
-
     from traindoc.browser import OPEN_SHADOW_ROOTS
 
     root = hostile["root"]
