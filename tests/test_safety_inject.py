@@ -97,11 +97,15 @@ def _md_text_of(html: str) -> str:
     return unescape(re.sub(r"<[^>]+>", "", html)).strip()
 
 
-PRINTABLE = st.text(
-    st.characters(blacklist_categories=("Cc", "Cs", "Cf", "Cn", "Co", "Zl", "Zp", "Zs")) | st.just(" "),
+MARKUP = list("`*_[](){}<>&#|!-+=.:;/\\\"'~%$ ")
+CHUNKS = ["javascript:", "<script>", "```", "%%{init:", "&amp;", "1. ", "- ", "# ", "    "]
+PRINTABLE = st.lists(
+    st.sampled_from(MARKUP + CHUNKS)
+    | st.characters(min_codepoint=33, max_codepoint=126)
+    | st.characters(blacklist_categories=("Cc", "Cs", "Cf", "Cn", "Co", "Zl", "Zp", "Zs")),
     min_size=1,
-    max_size=40,
-)
+    max_size=30,
+).map("".join)
 
 
 @given(PRINTABLE.filter(lambda s: s.strip()))
@@ -119,6 +123,9 @@ def test_md_text_in_a_table_cell_is_one_cell_and_shows_literally(value: str) -> 
     assert len(cells) == 2 and cells[1] == "end"
     assert _md_text_of(cells[0]) == " ".join(value.split()) or _md_text_of(cells[0]) == value.strip()
     assert "<a" not in cells[0] and "<img" not in cells[0] and "<script" not in cells[0]
+    paragraph = markdown.markdown(escape.md_text(value), extensions=["tables"])
+    assert paragraph.startswith("<p>") and paragraph.count("<p>") == 1 and "<a" not in paragraph, paragraph
+    assert _md_text_of(paragraph) == value.strip()
 
 
 @given(st.text(min_size=0, max_size=200))

@@ -30,7 +30,8 @@ import shlex
 import unicodedata
 from typing import Any
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|-])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|])")
+_MD_LINE_START = re.compile(r"^(\s*)([-+#=]|\d+(?=[.)]))")  # a list item, heading or setext line
 _BACKTICKS = re.compile(r"`+")
 _ID_RE = re.compile(r"[A-Za-z0-9_]+")
 _ENTITY_RE = re.compile(r"[^\w ]|_", re.ASCII)
@@ -43,11 +44,13 @@ def _printable(text: str, keep: str = "") -> str:
 
 
 def md_text(value: Any) -> str:
-    """Text that shows literally in Markdown (a paragraph or a table cell): one line, HTML escaped,
-    every Markdown punctuation character backslash-escaped (no link, image, emphasis, code or cell break)."""
-    text = " ".join(_printable(str(value)).split("\n"))
+    """Text that shows literally in Markdown (a paragraph or a table cell): one line, HTML escaped, the
+    characters that make links, images, emphasis, code and cell breaks backslash-escaped, and a line
+    start that would make a list, heading or quote written as an entity."""
+    text = " ".join(_printable(str(value)).split("\n")).strip()  # leading spaces could make a code block
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_LINE_START.sub(lambda m: m.group(1) + "".join(f"&#{ord(c)};" for c in m.group(2)), text)
 
 
 md_cell = md_text
