@@ -144,8 +144,11 @@ def test_a_shell_word_is_one_argument_and_runs_nothing(value: str) -> None:
 def test_a_mermaid_label_or_comment_never_leaves_its_line_or_forms_a_directive(value: str) -> None:
     label = mermaid.label(value)
     assert label.startswith('"') and label.endswith('"') and '"' not in label[1:-1]
-    for text in (label.replace(mermaid.LINE_BREAK, ""), escape.mmd_comment(value)):
-        assert "\n" not in text and "\r" not in text and "%%" not in text and "<" not in text
+    body = label.replace(mermaid.LINE_BREAK, "")
+    comment = escape.mmd_comment(value)
+    for text in (body, comment):
+        assert "\n" not in text and "\r" not in text and "%%" not in text
+    assert "<" not in body and not set("%{}") & set(comment)
 
 
 def test_shell_lines_run_in_a_real_shell_as_one_argument(tmp_path: Path) -> None:
