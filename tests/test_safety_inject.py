@@ -336,6 +336,38 @@ def test_redact_masks_every_form() -> None:
         assert "b3BlbnNz" not in out and "QyNTUx" not in out and "AAA=" not in out and "BEGIN OPENSSH" in out
 
 
+def _decodes_to(piece: str, value: str) -> bool:
+    for offset in range(4):
+        chunk = piece[offset:]
+        chunk = chunk[: len(chunk) // 4 * 4]
+        try:
+            if value.encode() in base64.b64decode(chunk, validate=True):
+                return True
+        except ValueError:
+            continue
+    return False
+
+
+@given(
+    value=st.text(st.characters(min_codepoint=33, max_codepoint=0x2FF), min_size=8, max_size=30),
+    prefix=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=5),
+)
+def test_any_secret_value_is_masked_in_every_encoding(value: str, prefix: str) -> None:
+    env = {"SOME_API_KEY": value}
+    encodings = {
+        "raw": value,
+        "url": quote(value, safe=""),
+        "json": json.dumps(value)[1:-1],
+        "b64": base64.b64encode((prefix + value).encode()).decode(),
+    }
+    for name, text in encodings.items():
+        out = redact.redact(f"x {text} y", env)
+        if name == "b64":  # no unmasked piece decodes back to the value, at any alignment
+            assert not any(_decodes_to(piece, value) for piece in out[2:-2].split(redact.MASK)), out
+        else:
+            assert text not in out, name
+
+
 # --- 2 + 6. a hostile project, run, README and site: nothing runs, nothing leaks -------------------------
 
 TRAP = "window['__pwned']=1"

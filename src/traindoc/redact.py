@@ -80,7 +80,7 @@ def _forms(value: str) -> set[str]:
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
     """Every form of every secret-named variable's value, longest first."""
     env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if _is_secret_name(k) and len(v) >= _MIN_SECRET and not v.isdigit()}
+    values = {v for k, v in env.items() if _is_secret_name(k) and len(v) >= _MIN_SECRET}
     forms: set[str] = set()
     for v in values:
         forms |= _forms(v)
