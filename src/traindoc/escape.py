@@ -30,9 +30,11 @@ import shlex
 import unicodedata
 from typing import Any
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|-])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|])")
+_MD_LINE_START = re.compile(r"^(\s*)([-+#=]|\d+(?=[.)]))")  # a list item, heading or setext line
 _BACKTICKS = re.compile(r"`+")
 _ID_RE = re.compile(r"[A-Za-z0-9_]+")
+_ENTITY_RE = re.compile(r"[^\w ]|_", re.ASCII)
 
 
 def _printable(text: str, keep: str = "") -> str:
@@ -42,11 +44,13 @@ def _printable(text: str, keep: str = "") -> str:
 
 
 def md_text(value: Any) -> str:
-    """Text that shows literally in Markdown (a paragraph or a table cell): one line, HTML escaped,
-    every Markdown punctuation character backslash-escaped (no link, image, emphasis, code or cell break)."""
-    text = " ".join(_printable(str(value)).split("\n"))
+    """Text that shows literally in Markdown (a paragraph or a table cell): one line, HTML escaped, the
+    characters that make links, images, emphasis, code and cell breaks backslash-escaped, and a line
+    start that would make a list, heading or quote written as an entity."""
+    text = " ".join(_printable(str(value)).split("\n")).strip()  # leading spaces could make a code block
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     text = _MD_SPECIAL.sub(r"\\\1", text)
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_LINE_START.sub(lambda m: m.group(1) + "".join(f"&#{ord(c)};" for c in m.group(2)), text)
 
 
 md_cell = md_text
@@ -61,12 +65,13 @@ def md_code(value: Any) -> str:
     """Inline code showing ``value`` literally, also inside a table cell.
 
     A backtick span longer than any run inside (padded when the value starts or ends with a backtick);
-    a value with ``|`` becomes ``<code>`` with entities, since GFM and Python-Markdown disagree on
-    pipes inside code spans in tables.
+    a value with ``|`` becomes ``<code>`` with every punctuation character as a numeric entity, since
+    GFM and Python-Markdown disagree on pipes inside code spans in tables (and Markdown is still parsed
+    inside inline HTML, so ``[x](javascript:...)`` would otherwise become a link).
     """
     text = " ".join(_printable(str(value)).split("\n"))
-    if "|" in text:
-        return "<code>" + html(text).replace("|", "&#124;") + "</code>"
+    if "|" in text:  # every punctuation character as an entity: Markdown still parses inside inline HTML
+        return "<code>" + _ENTITY_RE.sub(lambda m: f"&#{ord(m.group(0))};", text) + "</code>"
     runs = [len(m) for m in _BACKTICKS.findall(text)]
     fence = "`" * (max(runs, default=0) + 1)
     pad = " " if text.startswith(("`", " ")) or text.endswith(("`", " ")) else ""

@@ -40,9 +40,7 @@ _PATTERNS = [
     re.compile(r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b"),
 ]
 _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@'\"<>]*):([^\s/@'\"<>]+)@")
-_PEM_BLOCK = re.compile(
-    r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(.*?)(-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S
-)
+_PEM_BLOCK = re.compile(r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(.*?)(-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S)
 _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
 _KEY_WORDS = r"(?:token|secret|passw(?:or)?d|passwd|api[_-]?key|private[_-]?key|access[_-]?key|credentials?)"
@@ -82,7 +80,7 @@ def _forms(value: str) -> set[str]:
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
     """Every form of every secret-named variable's value, longest first."""
     env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if _is_secret_name(k) and len(v) >= _MIN_SECRET and not v.isdigit()}
+    values = {v for k, v in env.items() if _is_secret_name(k) and len(v) >= _MIN_SECRET}
     forms: set[str] = set()
     for v in values:
         forms |= _forms(v)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from .escape import md_cell
 from .render import render
 from .spec import Pipeline, describe_fields
 
@@ -13,9 +12,9 @@ def spec_reference() -> str:
     rows = [
         {
             "path": path,
-            "type": md_cell(t),
-            "default": md_cell(d),
-            "description": md_cell(desc),
+            "type": t,
+            "default": d,
+            "description": desc,
             "depth": path.count("."),
         }
         for path, t, d, desc in describe_fields(Pipeline)
@@ -41,7 +40,7 @@ def cli_reference() -> str:
                 options = [
                     {
                         "flags": ", ".join(a.option_strings) or a.dest,
-                        "help": md_cell(a.help or ""),
+                        "help": a.help or "",
                         "choices": ", ".join(map(str, a.choices)) if a.choices else "",
                         "default": "" if a.default in (None, False, argparse.SUPPRESS) else str(a.default),
                     }

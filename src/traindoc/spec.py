@@ -379,7 +379,9 @@ METRICS: tuple[Metric, ...] = ("loss", "accuracy", "lr", "samples_per_s", "memor
 class Monitoring(_Model):
     """What the run records."""
 
-    log_file: Annotated[Text, _full(_FILE_NAME_RE, "a file name (no folders)")] = Field("train.log", description="Log file name (written in the run directory).")
+    log_file: Annotated[Text, _full(_FILE_NAME_RE, "a file name (no folders)")] = Field(
+        "train.log", description="Log file name (written in the run directory)."
+    )
     metrics: list[Metric] = Field(
         default_factory=lambda: list(METRICS),
         description="Metrics to record and report.",
@@ -401,7 +403,10 @@ class Expect(_Model):
     max_final_loss: float | None = Field(None, gt=0.0, description="Final training loss must be at most this.")
 
 
-Devices = Literal["auto", "cpu", "cuda"] | list[Annotated[Text, _full(re.compile(r"cpu|cuda(:[0-9]+)?"), "'cpu', 'cuda' or 'cuda:N'")]]
+Devices = (
+    Literal["auto", "cpu", "cuda"]
+    | list[Annotated[Text, _full(re.compile(r"cpu|cuda(:[0-9]+)?"), "'cpu', 'cuda' or 'cuda:N'")]]
+)
 
 
 class Pipeline(_Model):
