@@ -280,6 +280,7 @@ def test_mkdocs_build_with_a_hanging_import_fails_instead_of_hanging(make_projec
     _, err = proc.communicate(timeout=180)
     took = time.monotonic() - started
     print(f"\n[timeout] mkdocs build, timeout 5, hanging import: ended after {took:.1f} s")
+    assert took < 5 + 15, "one timeout per pipeline and build, not one per fence"
     assert proc.returncode != 0 and "timed out after 5 s while loading the pipeline" in err, err[-3000:]
     gone_within(tag, KILL_LIMIT_S, time.monotonic())
 
