@@ -351,7 +351,7 @@ def test_process_group_timeout_follows_the_run_timeout() -> None:
 
 
 def test_resume_kills_leftovers_of_a_killed_run_first(make_project: ProjectFactory, tmp_path: Path, tag: str) -> None:
-    root = project(make_project, epochs=200, every=5)
+    root = project(make_project, epochs=200, every=5, min_acc=0.0)
     out = tmp_path / "run"
     first = start(
         root,
