@@ -401,3 +401,16 @@ def test_a_live_run_in_the_folder_is_never_killed_by_another(tmp_path: Path) -> 
         assert child.poll() is None, "a live run was killed"
     assert child.returncode == -signal.SIGKILL  # leaving the tree killed it
     assert procs.clear_leftovers(run_dir) == []
+
+
+def test_helper_commands_are_bounded_and_killed_with_their_children(tag: str) -> None:
+    os.environ[TAG_VAR] = tag  # inherited by the helper and the child it starts
+    try:
+        started = time.monotonic()
+        code, _, _ = procs.run(["sh", "-c", "sleep 600 & sleep 600"], cwd=None, timeout_s=1)
+        took = time.monotonic() - started
+    finally:
+        del os.environ[TAG_VAR]
+    assert code is None and took < 1 + KILL_LIMIT_S, took
+    assert marked(tag) == [], [cmdline(p) for p in marked(tag)]
+    assert procs.run(["sh", "-c", "echo hi"], cwd=None, timeout_s=30) == (0, "hi\n", "")
