@@ -70,10 +70,11 @@ def cmdline(pid: int) -> str:
         return "?"
 
 
-def gone_within(tag: str, limit: float, since: float) -> float:
-    """Seconds from ``since`` until no marked process is left; fails listing survivors after ``limit``."""
+def gone_within(tag: str, limit: float, since: float, besides: int | None = None) -> float:
+    """Seconds from ``since`` until no marked process (other than ``besides``) is left; fails listing
+    survivors after ``limit``."""
     while True:
-        left = marked(tag)
+        left = [p for p in marked(tag) if p != besides]
         now = time.monotonic()
         if not left:
             return now - since
@@ -198,8 +199,8 @@ def test_signal_to_traindoc_run_takes_every_rank_with_it(
     assert len(ranks(tag)) == 2, [cmdline(p) for p in marked(tag)]
     sent = time.monotonic()
     os.kill(proc.pid, sig)  # the traindoc process only, as `kill PID` or a CI runner would
-    took = gone_within(tag, KILL_LIMIT_S, sent)
-    record(f"traindoc run, {sig.name}, 2 ranks", took)
+    record(f"traindoc run, {sig.name}, 2 ranks: children gone", gone_within(tag, KILL_LIMIT_S, sent, proc.pid))
+    record(f"traindoc run, {sig.name}, 2 ranks: everything gone", gone_within(tag, KILL_LIMIT_S, sent))
     proc.wait(timeout=30)
     if sig != signal.SIGKILL:
         assert proc.returncode == 128 + sig, (proc.returncode, proc.stderr.read() if proc.stderr else "")
@@ -219,8 +220,8 @@ def test_signal_to_mkdocs_build_during_a_run_leaves_nothing(
     assert len(ranks(tag)) == 2
     sent = time.monotonic()
     os.kill(proc.pid, sig)
-    took = gone_within(tag, KILL_LIMIT_S, sent)
-    record(f"mkdocs build, {sig.name}, 2 ranks", took)
+    record(f"mkdocs build, {sig.name}, 2 ranks: children gone", gone_within(tag, KILL_LIMIT_S, sent, proc.pid))
+    record(f"mkdocs build, {sig.name}, 2 ranks: everything gone", gone_within(tag, KILL_LIMIT_S, sent))
     proc.wait(timeout=30)
     assert proc.returncode != 0
 
@@ -235,8 +236,8 @@ def test_ctrl_c_of_mkdocs_serve_with_a_background_run_leaves_nothing(make_projec
     assert len(ranks(tag)) == 2, "the background run is not training"
     sent = time.monotonic()
     os.kill(proc.pid, signal.SIGINT)
-    took = gone_within(tag, KILL_LIMIT_S, sent)
-    record("mkdocs serve, SIGINT, background run of 2 ranks", took)
+    record("mkdocs serve, SIGINT, background run: children gone", gone_within(tag, KILL_LIMIT_S, sent, proc.pid))
+    record("mkdocs serve, SIGINT, background run: everything gone", gone_within(tag, KILL_LIMIT_S, sent))
     proc.wait(timeout=30)
 
 
@@ -279,6 +280,7 @@ def test_mkdocs_build_with_a_hanging_import_fails_instead_of_hanging(make_projec
     _, err = proc.communicate(timeout=180)
     took = time.monotonic() - started
     print(f"\n[timeout] mkdocs build, timeout 5, hanging import: ended after {took:.1f} s")
+    assert took < 5 + 15, "one timeout per pipeline and build, not one per fence"
     assert proc.returncode != 0 and "timed out after 5 s while loading the pipeline" in err, err[-3000:]
     gone_within(tag, KILL_LIMIT_S, time.monotonic())
 
@@ -288,7 +290,7 @@ def test_mkdocs_build_with_a_hanging_import_fails_instead_of_hanging(make_projec
 
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_time_budget_is_checked_after_every_step(make_project: ProjectFactory, tmp_path: Path, nproc: int) -> None:
-    root = project(make_project, nproc=nproc, docs_steps=1000)
+    root = project(make_project, nproc=nproc, docs_steps=1000, min_acc=0.0)
     tiny = root / "pipeline" / "tiny.py"
     tiny.write_text(tiny.read_text().replace('"max_seconds": 60', '"max_seconds": 3'))
     out = tmp_path / "run"
@@ -306,7 +308,10 @@ def test_time_budget_is_checked_after_every_step(make_project: ProjectFactory, t
     assert r["ok"], r["reason"]
     assert r["stopped_because"] == "reached the time budget (3 s)"
     assert 1 <= r["steps"] <= 4, r["steps"]  # log_every is 5: the old check could not stop before step 5
-    assert worker["wall_s"] < 3 + 1 + 1.5, worker["wall_s"]  # the budget, one step past it, slack
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    loop_s = sum(x["step_s"] for x in steps if "step_s" in x)
+    print(f"[budget] training loop {loop_s:.1f} s (set-up, which counts against the budget, is the rest)")
+    assert loop_s < 3 + 1.5, loop_s  # never more than the budget plus the step that crossed it
 
 
 # --- a rank hung before a collective ----------------------------------------------------------------------
@@ -317,7 +322,7 @@ def test_hung_rank_is_named_not_its_waiting_peer(make_project: ProjectFactory, t
     out = tmp_path / "run"
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py", "--json", "--timeout", "60", "--out", str(out)],
+        [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py", "--json", "--timeout", "90", "--out", str(out)],
         cwd=root,
         env=env_for(tag, PROCS_MODE="hang1"),
         capture_output=True,
@@ -327,10 +332,10 @@ def test_hung_rank_is_named_not_its_waiting_peer(make_project: ProjectFactory, t
     took = time.monotonic() - started
     r = json.loads(proc.stdout)
     print(f"\n[hang] reason after {took:.1f} s: {r['reason']}")
+    # "failed", not "timeout": the process-group timeout (half the run's) fired before the hard kill
     assert r["status"] == "failed" and r["failed_rank"] == 1, r["reason"]
     assert r["reason"].startswith("rank 1 hung at step"), r["reason"]
     assert "rank(s) 0 timed out waiting" in r["reason"]
-    assert took < 60, "the process-group timeout (half the run's) must fire before the hard timeout"
     gone_within(tag, KILL_LIMIT_S, time.monotonic())
 
 
@@ -346,7 +351,7 @@ def test_process_group_timeout_follows_the_run_timeout() -> None:
 
 
 def test_resume_kills_leftovers_of_a_killed_run_first(make_project: ProjectFactory, tmp_path: Path, tag: str) -> None:
-    root = project(make_project, epochs=200, every=5)
+    root = project(make_project, epochs=200, every=5, min_acc=0.0)
     out = tmp_path / "run"
     first = start(
         root,
@@ -396,3 +401,16 @@ def test_a_live_run_in_the_folder_is_never_killed_by_another(tmp_path: Path) -> 
         assert child.poll() is None, "a live run was killed"
     assert child.returncode == -signal.SIGKILL  # leaving the tree killed it
     assert procs.clear_leftovers(run_dir) == []
+
+
+def test_helper_commands_are_bounded_and_killed_with_their_children(tag: str) -> None:
+    os.environ[TAG_VAR] = tag  # inherited by the helper and the child it starts
+    try:
+        started = time.monotonic()
+        code, _, _ = procs.run(["sh", "-c", "sleep 600 & sleep 600"], cwd=None, timeout_s=1)
+        took = time.monotonic() - started
+    finally:
+        del os.environ[TAG_VAR]
+    assert code is None and took < 1 + KILL_LIMIT_S, took
+    assert marked(tag) == [], [cmdline(p) for p in marked(tag)]
+    assert procs.run(["sh", "-c", "echo hi"], cwd=None, timeout_s=30) == (0, "hi\n", "")

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
+from . import procs
 from .errors import BrowserUnavailable
 
 MERMAID_VERSION = "11.12.0"
 FILES = ("mermaid.min.js",)
+NPM_TIMEOUT_S = 300.0  # npm pack over a dead network must not hang `traindoc mermaid-fetch`
 
 
 def mermaid_dir(version: str | None = None, root: Path | None = None) -> Path:
@@ -48,11 +49,10 @@ def fetch_mermaid(version: str | None = None, root: Path | None = None) -> Path:
     if npm is None:
         raise BrowserUnavailable("npm not found: install Node.js/npm (Debian: apt-get install npm) to fetch Mermaid")
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(
-            [npm, "pack", f"mermaid@{version}", "--silent"], cwd=tmp, capture_output=True, text=True, check=False
-        )
-        if proc.returncode != 0:
-            raise BrowserUnavailable(f"npm pack mermaid@{version} failed: {proc.stderr.strip()[-500:]}")
+        code, _, err = procs.run([npm, "pack", f"mermaid@{version}", "--silent"], cwd=tmp, timeout_s=NPM_TIMEOUT_S)
+        if code != 0:
+            why = f"timed out after {NPM_TIMEOUT_S:g} s" if code is None else f"failed: {err.strip()[-500:]}"
+            raise BrowserUnavailable(f"npm pack mermaid@{version} {why}")
         tgz = next(Path(tmp).glob("mermaid-*.tgz"))
         staging = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
         with tarfile.open(tgz) as tar:

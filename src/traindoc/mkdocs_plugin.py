@@ -91,6 +91,7 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
         self.pipelines = dict(self.config.pipelines) or named_pipelines(self.root)
         self.failures: list[str] = []
         self.facts_memo: dict[str, Facts] = {}
+        self.facts_failed: dict[str, TraindocError] = {}
         self.run_memo: dict[str, tuple[RunResult | None, str | None]] = {}
         self._check_integration(config)
         self.mermaid_file: Path | None = None
@@ -162,11 +163,17 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
         return self.pipelines.get(name, name)
 
     def facts(self, pipeline: str) -> Facts:
+        if pipeline in self.facts_failed:  # once per build: a pipeline that hangs costs one timeout, not one per fence
+            raise self.facts_failed[pipeline]
         if pipeline not in self.facts_memo:
-            with procs.deadline(self.config.timeout):  # a hanging import or factory fails the page, never hangs
-                self.facts_memo[pipeline] = service.facts_for(
-                    self._ref(pipeline), cache_dir=self.cache_dir, root=self.root, confine=True
-                )
+            try:
+                with procs.deadline(self.config.timeout):  # a hanging import or factory fails the page, never hangs
+                    self.facts_memo[pipeline] = service.facts_for(
+                        self._ref(pipeline), cache_dir=self.cache_dir, root=self.root, confine=True
+                    )
+            except TraindocError as exc:
+                self.facts_failed[pipeline] = exc
+                raise
         return self.facts_memo[pipeline]
 
     def _options(self, force: bool = False) -> runner.RunOptions:

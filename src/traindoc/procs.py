@@ -208,6 +208,19 @@ class Tree:
         self.kill()
 
 
+def run(argv: Sequence[str], *, cwd: Path | str | None, timeout_s: float) -> tuple[int | None, str, str]:
+    """Run a short helper command (``npm pack``) in its own tree: (exit code or None on timeout, stdout, stderr)."""
+    with Tree() as tree:
+        proc = tree.spawn(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            tree.kill()
+            out, err = proc.communicate()
+            return None, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
 def kill_all() -> None:
     """Cancel and kill every live tree of this process (shutdown of a docs server, a signal)."""
     with _LIVE_LOCK:
