@@ -31,7 +31,8 @@ import unicodedata
 from typing import Any
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|])")
-_MD_LINE_START = re.compile(r"^(\s*)([-+#=]|\d+(?=[.)]))")  # a list item, heading or setext line
+# what makes a line a list item, a heading, a rule or a setext underline
+_MD_LINE_START = re.compile(r"^(\s*)([-+=]+(?=\s|$)|#+|\d+(?=[.)](?:\s|$)))")
 _BACKTICKS = re.compile(r"`+")
 _ID_RE = re.compile(r"[A-Za-z0-9_]+")
 _ENTITY_RE = re.compile(r"[^\w ]|_", re.ASCII)
