@@ -203,9 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         _run(args, s, results, check, out, work, t_start)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # only the folder this run created
+    section: list[str] = []
+    check.phase("report", lambda: section.append(gpu_section.render(results)))
     results["ok"] = bool(results["checks"]) and all(c["ok"] for c in results["checks"])
     save()
-    _write_reports(results, out)
+    _write_reports(results, out, section[0] if section else None)
     print(summary(results, out), flush=True)
     return 0 if results["ok"] else 1
 
@@ -282,11 +284,12 @@ def _run(
         check.phase("throughput", bench)
 
 
-def _write_reports(results: dict[str, Any], out: Path) -> None:
-    section = gpu_section.render(results)
-    (out / "gpu-check.md").write_text(summary(results, out) + "\n\n" + section, encoding="utf-8")
+def _write_reports(results: dict[str, Any], out: Path, section: str | None) -> None:
+    """gpu-check.md (summary and section) and benchmarks.md (docs/benchmarks.md with the section in)."""
+    text = summary(results, out) + "\n\n" + (section or "(the GPU section could not be rendered; see errors)\n")
+    (out / "gpu-check.md").write_text(text, encoding="utf-8")
     doc = REPO / "docs" / "benchmarks.md"
-    if doc.is_file() and gpu_section.extract(doc.read_text(encoding="utf-8")) is not None:
+    if section is not None and doc.is_file() and gpu_section.extract(doc.read_text(encoding="utf-8")) is not None:
         (out / "benchmarks.md").write_text(
             gpu_section.splice(doc.read_text(encoding="utf-8"), section), encoding="utf-8"
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,10 +66,25 @@ def target_text(results: dict[str, Any]) -> str:
     return f"{value:.2f}× ({'met' if value >= 1.35 else 'MISSED'})"
 
 
+EMPTY: dict[str, Any] = {
+    "machine": {"gpu": None, "driver": None, "python": "?", "torch": "?", "cuda": None, "cudnn": None, "nccl": None,
+                "cpu": "?"},
+    "cuda_tests": {"tests": []},
+    "docs": {"run_page": None},
+    "throughput": {"loops": None},
+    "cold_start": None,
+    "batch": None,
+    "log_every": None,
+}  # a phase that was skipped or failed leaves its part out  # fmt: skip
+
+
 def render(results: dict[str, Any] | None) -> str:
     """The section's Markdown (without the markers); ``None`` renders the 'not measured yet' text."""
-    r = None if results is None else {**results, "target": target_text(results)}
-    return _env().get_template("gpu_section.md.j2").render(r=r).strip() + "\n"
+    r = None
+    if results is not None:
+        r = {**EMPTY, **{k: v for k, v in results.items() if v is not None}, "target": target_text(results)}
+    text = _env().get_template("gpu_section.md.j2").render(r=r)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
 def splice(doc: str, body: str) -> str:

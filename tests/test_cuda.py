@@ -95,7 +95,7 @@ def cuda_project(
 
 
 def run(root: Path, steps: int, **kw: object) -> runner.RunResult:
-    return runner.run("pipeline/tiny.py", RunOptions(progress=False, max_steps=steps, use_cache=False, **kw), root)  # type: ignore[arg-type]
+    return runner.run("pipeline/tiny.py", RunOptions(progress=False, max_steps=steps, use_cache=False, **kw), root)
 
 
 def step_records(r: runner.RunResult) -> list[dict[str, object]]:
@@ -214,7 +214,7 @@ def test_cuda_event_timing_sees_gpu_time_the_host_does_not_wait_for(
     monkeypatch.setenv("CUDA_MODE", "sleep")
     r = run(cuda_project(make_project), 15)
     assert r.ok, (r.reason, r.log_tail)
-    compute = [float(x["compute_s"]) for x in step_records(r)]  # type: ignore[arg-type]
+    compute = [float(x["compute_s"]) for x in step_records(r)]
     assert len(compute) == 15
     assert statistics.median(compute) >= 0.015, compute  # the spin is GPU time; host timing would read ~0.1 ms
     assert sum(compute) <= r.wall_s  # and it is never more than the wall time that contained it
