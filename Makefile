@@ -7,7 +7,7 @@ MERMAID_DIR     := .cache/mermaid/$(MERMAID_VERSION)
 STAMP     := $(VENV)/.installed
 
 .PHONY: venv mermaid check lint typecheck test test-fast docs site-check serve bench readme readme-check clean golden \
-        gpu-wheels gpu-install gpu-check gpu-check-dry gpu-docs
+        gpu-wheels gpu-check gpu-check-dry gpu-docs
 
 venv: $(STAMP)
 
@@ -63,7 +63,8 @@ bench: venv mermaid
 # --- GPU check (issue 14; docs/benchmarks.md "GPU check") -------------------------------------------
 # The GPU machine reaches no package index: `make gpu-wheels` here (once) puts the wheels its image
 # lacks, a wheel of traindoc (for its entry points; the code runs from src/) and the pinned Mermaid
-# into the ignored folder .whl/, which the device call carries. There: `make gpu-check`.
+# into the ignored folder .whl/, which the device call carries. There: `make gpu-check`
+# (or `sh bench/gpu-check.sh` where make is missing).
 GPU_PY    ?= python3
 GPU_SITE  ?= /tmp/traindoc-site
 PIP_PY    ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
@@ -73,6 +74,7 @@ GPU_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_
 RESULTS   ?= out/gpu-check/gpu-check.json
 
 gpu-wheels:
+	test -f $(MERMAID_SRC)/mermaid.min.js || $(MAKE) mermaid
 	rm -rf .whl && mkdir -p .whl/mermaid/$(MERMAID_VERSION)
 	$(PIP_PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 		$(GPU_PLATFORMS) -d .whl -r bench/gpu-wheels.txt
@@ -81,13 +83,8 @@ gpu-wheels:
 	cp $(MERMAID_SRC)/mermaid.min.js .whl/mermaid/$(MERMAID_VERSION)/
 	@du -sh .whl
 
-gpu-install:
-	$(GPU_PY) -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-		--target $(GPU_SITE) .whl/*.whl
-
-gpu-check: gpu-install
-	PYTHONPATH=$(CURDIR)/src:$(GPU_SITE) PYTHONUNBUFFERED=1 \
-	TRAINDOC_MERMAID_DIR=$(CURDIR)/.whl/mermaid/$(MERMAID_VERSION) $(GPU_PY) bench/gpu_check.py
+gpu-check:
+	GPU_PY=$(GPU_PY) GPU_SITE=$(GPU_SITE) sh bench/gpu-check.sh
 
 gpu-check-dry: venv mermaid
 	$(BIN)/python bench/gpu_check.py --dry-run --out out/gpu-check-dry

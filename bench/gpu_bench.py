@@ -166,9 +166,12 @@ def throughput(
         order = vs[r % len(vs) :] + vs[: r % len(vs)]
         row: dict[str, dict[str, Any]] = {}
         for v in order:
+            limit = max(60.0, min(300.0, deadline + 60.0 - time.monotonic()))  # a hung child cannot eat the lease
             try:
                 row[v.name] = (
-                    run_runner(workdir, steps, warmup, f"{r}") if v.is_runner else run_hand(v, device, steps, warmup)
+                    run_runner(workdir, steps, warmup, f"{r}", limit)
+                    if v.is_runner
+                    else run_hand(v, device, steps, warmup, limit)
                 )
             except BenchError as exc:
                 errors.append(f"round {r + 1}, {v.name}: {exc}")

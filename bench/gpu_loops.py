@@ -20,6 +20,7 @@ wall time over the timed steps (synchronised at both ends), plus timestamps for 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import itertools
 import json
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             step_ends.append(wall_t0)
         xb, yb = next(it)
         opt.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        with torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext():
             loss = lossf(step_fn(xb), yb)
         loss.backward()
         if clip:

@@ -52,7 +52,7 @@ def loss(out, y):
     record = os.environ.get("CUDA_RECORD")
     if record:
         with open(record, "a", encoding="utf-8") as fh:
-            fh.write(f"{{out.dtype}} {{out.device}} {{torch.is_autocast_enabled()}}\\n")
+            fh.write(f"{{out.dtype}} {{out.device}} {{torch.is_autocast_enabled('cuda')}}\\n")
     return F.cross_entropy(out, y)
 
 

@@ -224,3 +224,11 @@ def test_wheels_for_the_gpu_machine_match_the_tested_pins() -> None:
     assert {"pydantic", "mkdocs", "mkdocs-material", "pymdown-extensions"} <= set(carried)
     assert {k: v for k, v in carried.items() if k in dev} == {k: dev[k] for k in carried if k in dev}
     assert "/.whl/" in (REPO / ".gitignore").read_text().splitlines()
+
+
+def test_the_gpu_machine_script_refuses_to_run_without_its_wheels(tmp_path: Path) -> None:
+    (tmp_path / "bench").mkdir()
+    script = tmp_path / "bench" / "gpu-check.sh"
+    script.write_text((REPO / "bench" / "gpu-check.sh").read_text())
+    done = subprocess.run(["sh", str(script)], capture_output=True, text=True, check=False, timeout=30)
+    assert done.returncode == 2 and "make gpu-wheels" in done.stderr
