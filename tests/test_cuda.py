@@ -187,7 +187,9 @@ def test_two_ranks_with_gloo_on_cuda_tensors(tmp_path: Path) -> None:
         assert rec["same"], "DDP over gloo left the ranks' weights apart"
 
 
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs: traindoc's DDP on CUDA gives each rank its own GPU")
+@pytest.mark.skipif(
+    torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs: traindoc's DDP on CUDA gives each rank its own GPU"
+)
 def test_runner_ddp_on_two_gpus(make_project: ProjectFactory) -> None:
     r = run(cuda_project(make_project, nproc=2), 20)
     assert r.ok, (r.reason, r.log_tail)
