@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--skip", action="append", default=[], choices=["tests", "docs", "throughput"])
     args = p.parse_args(argv)
+    if args.dry_run:  # one thread per child: a shared CPU thrashes when each of them spins two
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = args.out or Path(os.environ.get("OUT") or REPO / "out" / "gpu-check")
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
