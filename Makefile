@@ -6,8 +6,7 @@ MERMAID_VERSION := 11.12.0
 MERMAID_DIR     := .cache/mermaid/$(MERMAID_VERSION)
 STAMP     := $(VENV)/.installed
 
-.PHONY: venv mermaid check lint typecheck test test-fast docs site-check serve bench readme readme-check clean golden \
-        gpu-wheels gpu-check gpu-check-dry gpu-docs
+.PHONY: venv mermaid check lint typecheck test test-fast docs site-check serve bench readme readme-check clean golden
 
 venv: $(STAMP)
 
@@ -72,6 +71,8 @@ MERMAID_SRC ?= $(or $(TRAINDOC_MERMAID_DIR),$(MERMAID_DIR))
 GPU_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
 	--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64
 RESULTS   ?= out/gpu-check/gpu-check.json
+
+.PHONY: gpu-wheels gpu-check gpu-check-dry gpu-docs
 
 gpu-wheels:
 	test -f $(MERMAID_SRC)/mermaid.min.js || $(MAKE) mermaid
