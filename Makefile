@@ -70,5 +70,39 @@ golden: venv
 bench: venv mermaid
 	$(BIN)/python bench/run_all.py --out docs/benchmarks.md
 
+# --- GPU check (issue 14; docs/benchmarks.md "GPU check") -------------------------------------------
+# The GPU machine reaches no package index: `make gpu-wheels` here (once) puts the wheels its image
+# lacks, a wheel of traindoc (for its entry points; the code runs from src/) and the pinned Mermaid
+# into the ignored folder .whl/, which the device call carries. There: `make gpu-check`
+# (or `sh bench/gpu-check.sh` where make is missing).
+GPU_PY    ?= python3
+GPU_SITE  ?= /tmp/traindoc-site
+PIP_PY    ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+MERMAID_SRC ?= $(or $(TRAINDOC_MERMAID_DIR),$(MERMAID_DIR))
+GPU_PLATFORMS := --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 \
+	--platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform manylinux1_x86_64
+RESULTS   ?= out/gpu-check/gpu-check.json
+
+.PHONY: gpu-wheels gpu-check gpu-check-dry gpu-docs
+
+gpu-wheels:
+	test -f $(MERMAID_SRC)/mermaid.min.js || $(MAKE) mermaid
+	rm -rf .whl && mkdir -p .whl/mermaid/$(MERMAID_VERSION)
+	$(PIP_PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		$(GPU_PLATFORMS) -d .whl -r bench/gpu-wheels.txt
+	tmp=$$(mktemp -d) && cp -r src pyproject.toml README.md $$tmp/ && \
+		$(PIP_PY) -m pip wheel -q --no-deps --no-build-isolation -w .whl $$tmp; rc=$$?; rm -rf $$tmp; exit $$rc
+	cp $(MERMAID_SRC)/mermaid.min.js .whl/mermaid/$(MERMAID_VERSION)/
+	@du -sh .whl
+
+gpu-check:
+	GPU_PY=$(GPU_PY) GPU_SITE=$(GPU_SITE) sh bench/gpu-check.sh
+
+gpu-check-dry: venv mermaid
+	$(BIN)/python bench/gpu_check.py --dry-run --out out/gpu-check-dry
+
+gpu-docs:
+	$(PIP_PY) bench/gpu_section.py $(RESULTS)
+
 clean:
 	rm -rf site .cache/traindoc .pytest_cache .mypy_cache .ruff_cache
