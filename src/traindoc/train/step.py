@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import BatchError
+from ..protocol import metric_name
 
 
 @dataclass(frozen=True)
@@ -256,7 +257,7 @@ def user_step(fn: Callable[[nn.Module, Any], Any]) -> TrainStep:
         if isinstance(result, Tensor):
             return StepOutput(result, batch_samples(batch))
         if isinstance(result, Mapping) and isinstance(result.get("loss"), Tensor):
-            metrics = {str(k): v for k, v in result.items() if k != "loss"}
+            metrics = {metric_name(k, "optim.step"): v for k, v in result.items() if k != "loss"}
             for k, v in metrics.items():
                 if not isinstance(v, (int, float)) and not (isinstance(v, Tensor) and v.numel() == 1):
                     raise BatchError(f"optim.step returned metric {k!r} as a {type(v).__name__}; expected a scalar")
