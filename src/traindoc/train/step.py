@@ -49,10 +49,18 @@ def _is_dataclass_instance(x: Any) -> bool:
 
 def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """Move every tensor in a batch (tuples, lists, dicts, namedtuples, dataclasses, nested) to ``device``."""
-    if _is_dataclass_instance(batch):
-        moved = {f.name: to_device(getattr(batch, f.name), device, non_blocking) for f in dataclasses.fields(batch)}
-        return dataclasses.replace(batch, **moved)
-    return tree_map(lambda t: t.to(device, non_blocking=non_blocking) if isinstance(t, Tensor) else t, batch)
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, Tensor):
+            return x.to(device, non_blocking=non_blocking)
+        if _is_dataclass_instance(x):  # pytree leaves: a dataclass, or a mapping that is not a dict
+            moved = {f.name: to_device(getattr(x, f.name), device, non_blocking) for f in dataclasses.fields(x)}
+            return dataclasses.replace(x, **moved)
+        if isinstance(x, Mapping):  # e.g. a tokenizer's BatchEncoding (a UserDict): a plain dict is enough
+            return {k: to_device(v, device, non_blocking) for k, v in x.items()}
+        return x
+
+    return tree_map(leaf, batch)
 
 
 def batch_samples(batch: Any) -> int:
