@@ -148,7 +148,7 @@ pipeline = Pipeline(
     data={{"train": lambda: dataset(256, 0), "val": lambda: dataset(100, 1), "batch_size": 32}},
     optim={{"optimizer": lambda p: torch.optim.SGD(p, lr=0.2, momentum=0.9), "step": step, "evaluate": evaluate,
             "seed": 0}},
-    training={{"epochs": 2, "log_every": 2}},
+    training={{"epochs": 8, "log_every": 2}},
     checkpoint={{"dir": "/checkpoints", "every_steps": 100, "keep_last": 1}},
     expect={{"min_val_accuracy": 0.6, "train_hits": {{"min": 0.5}}, "val_seen": {{"min": 100, "max": 100}}}},
     distributed={{"backend": "gloo", "nproc_per_node": 2, "rdzv_endpoint": "127.0.0.1:{port}"}},
@@ -160,7 +160,7 @@ def test_user_step_and_evaluate_hooks_under_ddp(make_project: ProjectFactory) ->
     root = make_project(body=HOOKS_PIPELINE.format(port=free_port()))
     r = runner.run("pipeline/tiny.py", RunOptions(progress=False), root)
     assert r.ok, (r.reason, r.log_tail)
-    assert r.world_size == 2 and r.steps == 8  # 256 / 2 ranks / 32 = 4 steps per epoch
+    assert r.world_size == 2 and r.steps == 32  # 256 / 2 ranks / 32 = 4 steps per epoch
     assert r.final_metrics["val_seen"] == 100.0  # the hook saw the whole validation set, once
     assert r.final_val_accuracy is not None and r.final_val_accuracy >= 0.6
     steps = [json.loads(x) for x in (Path(r.run_dir) / "steps.jsonl").read_text().splitlines()]
