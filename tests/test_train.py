@@ -421,3 +421,41 @@ def test_step_log_lines_round_trip_and_skip_torn_ones(tmp_path: Path) -> None:
     steps, evals = protocol.read_steps(tmp_path / protocol.STEPS)
     assert steps[0].metrics == {"ppl": 1.6} and evals[0].metrics == {"val_loss": 0.4} and len(steps) == 1
     assert json.loads((tmp_path / protocol.STEPS).read_text().splitlines()[1])["event"] == "val"
+
+
+def test_script_api_imports_no_torch_and_works_without_traindoc(tmp_path: Path) -> None:
+    """``import traindoc`` stays torch-free; run by hand, the three calls still work."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, traindoc\n"
+        "traindoc.log(step=1, loss=0.5, acc=0.1)\n"
+        "d = traindoc.checkpoint_dir()\n"
+        "assert d.name == 'checkpoints' and d.is_dir() and not traindoc.should_stop()\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("TRAINDOC_")}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_script_run_writes_the_protocol_and_stops_at_the_budget(tmp_path: Path) -> None:
+    from traindoc.script import ScriptRun
+
+    run = ScriptRun({"TRAINDOC_RUN_DIR": str(tmp_path), "TRAINDOC_MAX_STEPS": "3", "TRAINDOC_LOG_FILE": "t.log"})
+    stops = []
+    for step in range(1, 6):
+        run.log(step, 1.0 / step, {"lr": 0.1, "epoch": 0, "samples": 8, "ppl": torch.tensor(2.0)})
+        stops.append(run.should_stop())
+    run.log(5, None, {"val_loss": 0.3, "val_bleu": 0.2})
+    assert stops == [False, False, True, True, True] and run.stopped_because == "reached the step budget (3 steps)"
+    steps, evals = protocol.read_steps(tmp_path / protocol.STEPS)
+    assert [s.step for s in steps] == [1, 2, 3, 4, 5] and steps[0].metrics == {"ppl": 2.0} and steps[0].lr == 0.1
+    assert steps[0].data_s is None and steps[1].step_s is not None  # not measured stays None
+    assert evals[0].metrics == {"val_loss": 0.3, "val_bleu": 0.2}
+    assert run.checkpoint_dir() == tmp_path / "checkpoints"
+    with pytest.raises(NonFiniteLoss, match="loss became inf at step 6"):
+        run.log(6, float("inf"), {})
+    with pytest.raises(BatchError, match="metric name"):
+        run.log(7, 1.0, {"bad name": 1.0})
