@@ -241,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     session: Session | None = None
     try:
         spec, file = load(args.pipeline)
-        resumed = (args.resume or spec.checkpoint.resume) and (run_dir / protocol.STEPS).exists()
+        folder = run_dir / protocol.CHECKPOINTS
+        resumed = (args.resume or spec.checkpoint.resume) and bool(ckpt.listed(folder))  # append to its logs
         if spec.training.script is not None:
             from .byo import run_script
 
