@@ -471,3 +471,12 @@ def test_script_run_writes_the_protocol_and_stops_at_the_budget(tmp_path: Path) 
         run.log(6, float("inf"), {})
     with pytest.raises(BatchError, match="metric name"):
         run.log(7, 1.0, {"bad name": 1.0})
+
+
+def test_rank_context_from_torchrun_environment() -> None:
+    env = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "TRAINDOC_DEVICE": "cpu"}
+    ctx = RankContext.from_env("cuda", env)  # the launcher's device decision wins over the spec
+    assert (ctx.rank, ctx.local_rank, ctx.world, ctx.device.type, ctx.main) == (3, 1, 4, "cpu", False)
+    alone = RankContext.from_env(["cpu"], {})
+    assert (alone.rank, alone.world, alone.device.type, alone.main) == (0, 1, "cpu", True)
+    assert alone.any_rank(True) and not alone.any_rank(False)  # no process group: its own answer
