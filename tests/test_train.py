@@ -396,6 +396,12 @@ def test_diagnosis_earliest_primary_failure_is_the_root_cause() -> None:
     aftermath = [_failure(0, "peer", 1.0)]
     died = diagnose(None, aftermath, [0, 1], launched, 3)
     assert died.failed_rank == 1 and died.reason == "rank 1 died at step 3 without reporting an error"
+    hung = diagnose(None, [_failure(0, "peer_timeout", 1.0)], [0, 1], launched, 3)
+    assert (
+        hung.failed_rank == 1
+        and hung.reason.startswith("rank 1 hung at step 3")
+        and "rank(s) 0 timed out" in hung.reason
+    )
     over = diagnose(None, [_failure(0, "terminated", 9.0), _failure(1, "oom", 10.0)], [0, 1], launched, 3)
     assert over.failed_rank == 1  # a primary failure beats an earlier aftermath one
     one = dataclasses.replace(launched, world=1, codes=[-9])
@@ -410,6 +416,8 @@ def test_failure_kinds() -> None:
     assert failure_of(BatchError("batch does not fit: x"), 0, 1).kind == "batch"
     assert failure_of(Terminated("sigterm"), 1, 1).kind == "terminated"
     assert failure_of(RuntimeError("Connection closed by peer"), 0, 1).kind == "peer"
+    waited = RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 2000ms for recv operation")
+    assert failure_of(waited, 0, 1).kind == "peer_timeout"
     boom = failure_of(ValueError("boom"), 0, 4)
     assert boom.kind == "user_code" and boom.message == "ValueError: boom" and boom.primary
 
