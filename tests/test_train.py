@@ -488,3 +488,18 @@ def test_rank_context_from_torchrun_environment() -> None:
     alone = RankContext.from_env(["cpu"], {})
     assert (alone.rank, alone.world, alone.device.type, alone.main) == (0, 1, "cpu", True)
     assert alone.any_rank(True) and not alone.any_rank(False)  # no process group: its own answer
+
+
+def test_a_sampler_shorter_than_its_len_is_named(tmp_path: Path) -> None:
+    class Liar:
+        def __len__(self) -> int:
+            return 40
+
+        def __iter__(self) -> Any:
+            return iter(range(8))
+
+    source = BatchSource(_classification(), batch_size=8, device=torch.device("cpu"), sampler=Liar())
+    session = Session(tmp_path, RankContext())
+    with pytest.raises(BatchError, match="fewer indices than its len"):
+        fit(session, _parts(nn.Linear(4, 2)), source, epochs=1, budget=policy.Budget(None, None))
+    session.close()
