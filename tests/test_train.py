@@ -503,3 +503,37 @@ def test_a_sampler_shorter_than_its_len_is_named(tmp_path: Path) -> None:
     with pytest.raises(BatchError, match="fewer indices than its len"):
         fit(session, _parts(nn.Linear(4, 2)), source, epochs=1, budget=policy.Budget(None, None))
     session.close()
+
+
+@pytest.mark.parametrize("form", ["dataclass", "namedtuple", "dict", "list"])
+def test_fit_trains_a_sequence_model_on_each_batch_form(tmp_path: Path, form: str) -> None:
+    """Every batch form through the DataLoader (collate_fn), the built-in step and evaluation."""
+    torch.manual_seed(0)
+    rows = [torch.arange(i, i + 9) % 7 for i in range(48)]
+
+    def collate(items: list[torch.Tensor]) -> Any:
+        ids = torch.stack(items)
+        x, y = ids[:, :-1], ids[:, 1:]
+        return {
+            "dataclass": lambda: Batch(x, y),
+            "namedtuple": lambda: Pair(x, y),
+            "dict": lambda: {"input_ids": x, "labels": y},
+            "list": lambda: [x, y],
+        }[form]()
+
+    model = TinyLM()
+    parts = Parts(
+        model,
+        model,
+        Optimization(model.parameters(), torch.optim.Adam(model.parameters(), lr=0.05), device=torch.device("cpu")),
+        supervised("cross_entropy"),
+    )
+    source = BatchSource(rows, batch_size=8, device=torch.device("cpu"), collate_fn=collate)  # type: ignore[arg-type]
+    evaluate = Evaluate(lambda r, w: [collate(rows[:16])], eval_step=supervised_eval("cross_entropy"))
+    session = Session(tmp_path, RankContext())
+    fit(session, parts, source, epochs=4, budget=policy.Budget(None, None), callbacks=[evaluate])
+    session.close()
+    steps, evals = protocol.read_steps(tmp_path / protocol.STEPS)
+    assert len(steps) == 24 and steps[-1].loss < steps[0].loss
+    assert set(evals[-1].metrics) == {"val_loss", "val_token_accuracy", "val_perplexity"}
+    assert evals[-1].metrics["val_token_accuracy"] > 0.5  # the sequence is learnable: next = current + 1
