@@ -341,10 +341,6 @@ def test_hung_rank_is_named_not_its_waiting_peer(make_project: ProjectFactory, t
 
 def test_process_group_timeout_follows_the_run_timeout() -> None:
     assert hang.pg_timeout_s(60) == 30 and hang.pg_timeout_s(1) == 1.0
-    errors = [{"rank": 0, "message": "RuntimeError: [gloo] Timed out waiting 30000ms for recv operation"}]
-    assert hang.hung_ranks(errors, 2) == [1]
-    assert hang.hung_ranks(errors, 1) == []
-    assert hang.hung_ranks([{"rank": 1, "message": "RuntimeError: boom"}], 2) == []
 
 
 # --- resume beside leftovers -------------------------------------------------------------------------------
