@@ -192,6 +192,11 @@ def test_resume_skips_planted_and_damaged_checkpoints_and_reports_them(
     assert resumed.checkpoint_verified is True
     saved = json.loads((out / "results.json").read_text())
     assert {c["path"] for c in saved["checkpoints_skipped"]} == set(skipped)
+    from traindoc import content, service
+
+    page = content.block("run", service.facts_for("pipeline/tiny.py", root=root, in_process=True), result=resumed)
+    assert "| checkpoints skipped | `step_00000999.pt`: not loadable as plain data (weights_only)" in page
+    assert "skipped      step_00000900.pt: checksum file is not traindoc's" in runner.summary(resumed)
 
 
 @pytest.mark.slow

@@ -31,7 +31,7 @@ MARKER = ".traindoc-run"
 SIGNATURE = "Signature: traindoc run folder v1"
 _MARKER_TEXT = (
     f"{SIGNATURE}\n"
-    "# This folder was created by traindoc (https://github.com/traindoc) for one training run.\n"
+    "# This folder was created by traindoc for one training run.\n"
     "# `traindoc run --out` may delete everything in it; it deletes nothing in folders without this file.\n"
 )
 
