@@ -101,3 +101,15 @@ class LintFailed(TraindocError):
 
 class CacheCorrupt(TraindocError):
     """A cache entry failed its integrity check (it is re-run, never trusted)."""
+
+
+class ModelTooLarge(TraindocError):
+    """The model cannot be built on meta, and building it for real would exceed the build budget."""
+
+    exit_code = 4
+
+
+class DiagramError(TraindocError):
+    """A diagram was asked for with an unknown kind or an impossible depth."""
+
+    exit_code = 1
