@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -488,8 +489,9 @@ def spec_for(name: str) -> Any:
     )
 
 
+@cache
 def facts_for(name: str) -> Any:
-    """Facts for a zoo model through the real spec and introspection."""
+    """Facts for a zoo model through the real spec and introspection (once per test session: facts are frozen)."""
     from traindoc.introspect import facts
 
     return facts(spec_for(name), Path(__file__))

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from . import mermaid
 from .errors import DiagramError
-from .facts import Facts
+from .facts import Facts, ModelFacts
 from .modelview import ModelView, ViewNode, build_view, max_depth
 from .render import render
 
@@ -94,6 +94,20 @@ def _fits(view: ModelView) -> bool:
     return w <= MAX_WIDTH_PX and h <= MAX_HEIGHT_PX
 
 
+def _fitting(model: ModelFacts, depth: int | None, full: int) -> tuple[int, int | None]:
+    """Default: the deepest view that fits a slide and a column, else fewer boxes per level. An explicit
+    depth is kept; fewer boxes per level only when that makes it fit."""
+    if depth is None:
+        candidates: list[tuple[int, int | None]] = [(d, None) for d in range(full, 0, -1)]
+        candidates += [(1, c) for c in (30, 12, 6)]
+    else:
+        candidates = [(min(depth, full), c) for c in (None, 30, 12)]
+    for d, cap in candidates:
+        if _fits(build_view(model, d, cap)[0]):
+            return d, cap
+    return candidates[-1] if depth is None else candidates[0]
+
+
 def check_depth(depth: int | None) -> None:
     if depth is not None and depth < 1:
         raise DiagramError(f"--depth must be 1 or more (1 = the model's top-level blocks), got {depth}")
@@ -108,21 +122,21 @@ def model_diagram(facts: Facts, depth: int | None = None, templates: str | None 
         text = render("model.mmd.j2", templates, view=None, facts=facts, notes=())
         return _diagram("model", text, ("not traced: " + model.untraced_reason.splitlines()[0],))
     full = max(1, max_depth(model))
-    start = full if depth is None else min(depth, full)
-    attempts: list[tuple[int, int | None]] = [(d, None) for d in range(start, 0, -1)]
-    attempts += [(1, c) for c in (60, 30, 12, 6)]
+    chosen_depth, chosen_cap = _fitting(model, depth, full)
+    attempts = [(d, chosen_cap) for d in range(chosen_depth, 0, -1)]  # then Mermaid's own limits
+    attempts += [(1, c) for c in (60, 30, 12, 6) if chosen_cap is None or c < chosen_cap]
     text, notes = "", tuple[str, ...]()
     for d, cap in attempts:
         view, folded = build_view(model, d, cap)
-        if depth is None and (d, cap) != attempts[-1] and not _fits(view):
-            continue
         notes_list = list(folded)
-        if depth is not None and d < depth and d < full:
+        if d < chosen_depth:
             notes_list.append(f"depth limited to {d} of {full} to stay within Mermaid's limits")
         elif d < full:
             notes_list.append(f"depth {d} of {full}")
         if cap is not None:
-            notes_list.append(f"at most {cap} boxes per level to stay within Mermaid's limits")
+            notes_list.append(f"at most {cap} boxes per level")
+        if not _fits(view):
+            notes_list.append("larger than a slide at half scale at this depth (the default depth fits)")
         notes = tuple(notes_list)
         text = render("model.mmd.j2", templates, view=view, facts=facts, notes=notes)
         if mermaid.measure(text).within_budget:

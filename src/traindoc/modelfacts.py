@@ -181,7 +181,8 @@ def model_facts(spec: Pipeline, file: Path, strict: bool = True) -> ModelFacts:
         model, traced_on = modelbuild.build(spec, file)
         inputs, args = sample_inputs(spec, file)
         try:
-            tr = modeltrace.trace(model, inputs, lambda: _invoke(model, args))  # type: ignore[arg-type]
+            built = model
+            tr = modeltrace.trace(built, inputs, lambda: _invoke(built, args))
         except modeltrace.TraceFailed as failed:
             exc = failed.error
             where = (

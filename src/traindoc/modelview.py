@@ -208,7 +208,8 @@ def _params_line(m: ModuleFact | None) -> str:
 def _run_labels(unit: Unit, tree: CallTree) -> tuple[str, str]:
     period = unit.members[0]
     n = len(unit.members)
-    classes = [(tree.module(c).cls if tree.module(c) else c.op) for c in period]  # type: ignore[union-attr]
+    mods = [tree.module(c) for c in period]
+    classes = [m.cls if m else c.op for m, c in zip(mods, period, strict=True)]
     if len({c.module for c in unit.calls}) == 1:  # one shared module called n times
         m = tree.module(unit.first)
         return f"{classes[0]} × {n} calls", f"shared weights · {_params_line(m) or 'no params'}"
@@ -216,7 +217,7 @@ def _run_labels(unit: Unit, tree: CallTree) -> tuple[str, str]:
     first, last = unit.first.module, unit.members[-1][-1].module
     fm, lm = _INDEXED.match(first), _INDEXED.match(last)
     where = f"{container_name(fm.group(1))} {fm.group(2)}–{lm.group(2)}" if fm and lm else short_name(first)
-    each = sum((tree.module(c).total_params if tree.module(c) else 0) for c in period)  # type: ignore[union-attr]
+    each = sum(m.total_params for m in mods if m)
     return f"{head} × {n}", f"{where} · {human(each)} params each" if each else where
 
 
@@ -265,10 +266,7 @@ class _Builder:
     def level(self, parent: str | None, level: int) -> list[ViewNode]:
         items = self.tree.kids.get(parent, [])
         units = fold_runs(items, self.tree)
-        nodes = cap_level([self.unit(u, level) for u in units], units, self.cap, self)
-        if level > 1:
-            _untitle_top(nodes)
-        return nodes
+        return cap_level([self.unit(u, level) for u in units], units, self.cap, self)
 
     def single(self, c: CallFact, level: int) -> ViewNode:
         if c.op:
@@ -319,7 +317,7 @@ class _Builder:
         if len(rep) == 1 and not rep[0].op and self.tree.kids.get(rep[0].id):
             node.children = self.level(rep[0].id, level + 1)  # the representative's inside, directly
         else:
-            node.children = _untitle_top([self.single(c, level + 1) for c in rep])
+            node.children = [self.single(c, level + 1) for c in rep]
         for member in u.members[1:]:
             for c_other, c_rep in zip(member, rep, strict=True):
                 self._alias(c_other.id, c_rep.id)
@@ -342,11 +340,15 @@ class _Builder:
         return self.owner.get(cid)
 
 
-def _untitle_top(nodes: list[ViewNode]) -> list[ViewNode]:
-    """A subgraph first inside another sits at its top: its title would sit on the parent's title."""
-    if nodes and nodes[0].subgraph:
-        nodes[0].title = " "
-    return nodes
+def stagger_titles(nodes: list[ViewNode], lines: int = 0) -> None:
+    """A subgraph first inside another sits at its top, so its title would sit on its parent's: each
+    such title starts one line lower than its parent's."""
+    for i, n in enumerate(nodes):
+        if not n.subgraph:
+            continue
+        own = lines + 1 if i == 0 else 0
+        n.title = "\n" * own + n.title
+        stagger_titles(n.children, own)
 
 
 def cap_level(nodes: list[ViewNode], units: list[Unit], cap: int | None, b: _Builder) -> list[ViewNode]:
@@ -391,6 +393,9 @@ def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelVie
     b = _Builder(model, depth, cap)
     root = next((c for c in model.calls if c.parent is None), None)
     nodes = b.level(root.id, 1) if root is not None else []
+    for n in nodes:
+        if n.subgraph:
+            stagger_titles(n.children, 0)
     inputs = sorted({e.src for e in model.edges if e.src.startswith("input")})
     ends = {i: mermaid.node_id(i, "io") for i in inputs} | {"output": "io_output"}
     shape_of = {e.src: e.shape for e in reversed(model.edges)}
