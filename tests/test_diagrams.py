@@ -159,8 +159,9 @@ def test_folding_and_depth_reduction_stay_inside_limits(zoo_facts: dict[str, Fac
     assert "note_folded" not in deep.text  # notes go below the diagram, never cut inside a box
     xl = diagram(zoo_facts["gpt2_xl"], "model")
     assert "Block × 48" in xl.text
-    wide = diagram(zoo_facts["wide600"], "model", depth=2)
-    assert wide.edges <= mermaid.BUDGET_EDGES and any("depth limited to 1 of 2" in n for n in wide.notes)
+    wide = diagram(zoo_facts["wide600"], "model", depth=2)  # the depth asked for is kept; the level is capped
+    assert wide.edges <= mermaid.BUDGET_EDGES and any("at most 12 boxes per level" in n for n in wide.notes)
+    assert "… 589 more" in wide.text
     flat = diagram(zoo_facts["flat600"], "model")
     assert flat.edges <= mermaid.BUDGET_EDGES and mermaid.measure(flat.text).chars <= mermaid.BUDGET_TEXT
     assert any("boxes per level" in n for n in flat.notes) and "more" in flat.text

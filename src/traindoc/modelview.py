@@ -152,6 +152,8 @@ def fold_runs(items: list[CallFact], tree: CallTree) -> list[Unit]:
             for p in range(1, MAX_PERIOD + 1):
                 if p > 1 and len(set(sigs[i : i + p])) == 1:
                     continue  # a period of identical blocks is period 1
+                if p > 1 and not all(tree.kids.get(c.id) for c in items[i : i + p]):
+                    continue  # patterns are of blocks (conv → bn → conv → bn stays as drawn)
                 if any(c.op for c in items[i : i + p]) and p == 1:
                     continue
                 k = _run_length(sigs, linked, i, p)
@@ -333,6 +335,17 @@ class _Builder:
             for cid in self.tree.subtree(other)[1:]:
                 self.alias[cid] = rep
 
+    def runs_of(self, cid: str) -> dict[int, int]:
+        """Folded runs the call belongs to, with its member index, along its alias chain (first wins)."""
+        out: dict[int, int] = {}
+        for _ in range(64):
+            for run, j in self.member.get(cid, []):
+                out.setdefault(run, j)
+            if cid not in self.alias:
+                break
+            cid = self.alias[cid]
+        return out
+
     def resolve(self, cid: str) -> str | None:
         seen = 0
         while cid not in self.owner and cid in self.alias and seen < 64:
@@ -373,7 +386,7 @@ def route_edges(b: _Builder, model: ModelFacts, ends: dict[str, str]) -> list[tu
         d = ends.get(e.dst) or b.resolve(e.dst)
         if not s or not d or s == d:
             continue
-        ms, md = dict(b.member.get(e.src, [])), dict(b.member.get(e.dst, []))
+        ms, md = b.runs_of(e.src), b.runs_of(e.dst)
         if any(run in md and md[run] != j for run, j in ms.items()):
             continue  # one folded member feeding the next: that is the "× N"
         out.setdefault((s, d), e.shape)
@@ -381,7 +394,12 @@ def route_edges(b: _Builder, model: ModelFacts, ends: dict[str, str]) -> list[tu
 
 
 def never_called(model: ModelFacts) -> list[str]:
-    names = [m for m in model.modules if m.name and m.calls == 0 and m.own_params and not m.tied_to]
+    used_through_ties = {m.tied_to for m in model.modules if m.tied_to and m.calls}
+    names = [
+        m
+        for m in model.modules
+        if m.name and m.calls == 0 and m.own_params and not m.tied_to and m.name not in used_through_ties
+    ]
     tops: list[ModuleFact] = []
     for m in names:
         if not any(m.name.startswith(t.name + ".") for t in tops):
