@@ -272,3 +272,39 @@ def test_every_zoo_diagram_fits_a_slide_and_a_column_without_overlapping_labels(
             assert m.column_text_px >= 9, f"{where}: text {m.column_text_px:.1f} px in a 700 px column"
         elif m.slide_scale < 0.5:
             assert any("larger than a slide" in n for n in d.notes), where  # said, not hidden
+
+
+# --- the cache key covers what the model reads ---------------------------------------------------------
+
+
+def test_editing_a_config_the_factory_reads_invalidates_the_facts(tmp_path: Path) -> None:
+    from traindoc import service
+
+    (tmp_path / "model_config.json").write_text('{"width": 8}')
+    (tmp_path / "pipeline.py").write_text(
+        textwrap.dedent("""
+        import json, pathlib
+        import torch
+        from traindoc.spec import Pipeline
+        def model():
+            width = json.loads((pathlib.Path(__file__).parent / "model_config.json").read_text())["width"]
+            return torch.nn.Linear(4, width)
+        def data():
+            return torch.utils.data.TensorDataset(torch.zeros(4, 4), torch.zeros(4, dtype=torch.long))
+        pipeline = Pipeline(
+            name="p", environment={"image": "img:1.0", "volumes": [{"host": "./c", "container": "/c"}]},
+            model={"factory": model, "sample_input": {"shape": [1, 4]}},
+            data={"train": data, "batch_size": 4}, optim={"optimizer": "torch.optim:SGD"},
+            checkpoint={"dir": "/c"},
+        )
+    """)
+    )
+    ref, cache_dir = str(tmp_path / "pipeline.py"), tmp_path / "cache"
+    first = service.facts_for(ref, cache_dir=cache_dir, in_process=True, root=tmp_path)
+    assert first.model.total_params == 4 * 8 + 8
+    assert "read:model_config.json" in first.reads and first.reads.get("package:torch") == torch.__version__
+    (tmp_path / "model_config.json").write_text('{"width": 16}')
+    second = service.facts_for(ref, cache_dir=cache_dir, in_process=True, root=tmp_path)
+    assert second.model.total_params == 4 * 16 + 16  # not the stale count
+    again = service.facts_for(ref, cache_dir=cache_dir, in_process=True, root=tmp_path)
+    assert again == second and len(list((cache_dir / "facts").glob("*.json"))) == 3  # two entries + the index

@@ -225,3 +225,4 @@ class Facts(Record):
     metrics: list[str]
     expect: ExpectFacts
     traindoc_version: str
+    reads: dict[str, str] = field(default_factory=dict)  # files opened and packages imported (readset)
