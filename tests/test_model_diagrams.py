@@ -308,3 +308,35 @@ def test_editing_a_config_the_factory_reads_invalidates_the_facts(tmp_path: Path
     assert second.model.total_params == 4 * 16 + 16  # not the stale count
     again = service.facts_for(ref, cache_dir=cache_dir, in_process=True, root=tmp_path)
     assert again == second and len(list((cache_dir / "facts").glob("*.json"))) == 3  # two entries + the index
+
+
+# --- one story: the table folds like the diagram and adds up ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", [*OUTSIDE, "gpt_tied", "shared", "moe", "hybrid", "deep240"])
+def test_model_table_rows_add_up_and_fold_like_the_diagram(name: str) -> None:
+    from traindoc.modelview import table_rows
+
+    m = model(name)
+    top = [r for r in table_rows(m, 1) if r.depth == 1]
+    assert sum(r.params for r in top) == m.total_params
+    nested = table_rows(m, 2)
+    assert sum(r.params for r in nested if r.depth == 1) == m.total_params
+    if name == "gpt2":
+        assert any(r.cls == "GPT2Block × 4" for r in table_rows(m, 2))
+        head = next(r for r in top if r.name == "lm_head")
+        assert head.params == 0 and "tied to transformer.wte" in head.note
+
+
+def test_system_and_data_diagrams_tell_one_data_path() -> None:
+    f = facts_for("gpt_tied")
+    for resident in (True, False):
+        loader = (
+            "Batches of 4 per rank · indexed on the device (no DataLoader)"
+            if resident
+            else "DataLoader · batch 4 · 0 workers"
+        )
+        g = f.model_copy(update={"data": f.data.model_copy(update={"device_resident": resident, "loader": loader})})
+        system, data = diagrams.diagram(g, "system").text, diagrams.diagram(g, "data").text
+        assert loader.split(" · ")[0] in system and loader.split(" · ")[0] in data
+        assert ("indexed on the device" in system) == ("indexed on the device" in data) == resident

@@ -27,6 +27,7 @@ class ModuleFact(Record):
     calls: int
     output_shapes: list[str]
     tied_to: str = ""  # every parameter of this module is shared with that earlier module ("" if not)
+    counted_params: int = 0  # parameters first held inside this subtree: the rows of one level add up
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,6 +89,7 @@ class DataFacts(Record):
     sample: list[SampleFact]
     tensor_bytes: int | None  # size of a tensor dataset (None: not a tensor dataset)
     device_resident: bool
+    loader: str = ""  # how batches reach the model, in words: the one place system and data diagrams read it
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -134,6 +134,7 @@ def data_facts(spec: Pipeline, file: Path, device: DeviceFacts, world_size: int)
     shards = world_size if sampler == "DistributedSampler" else 1
     per_rank = math.ceil(n_train / shards)
     steps = per_rank // batch if spec.data.drop_last else math.ceil(per_rank / batch)
+    resident = resident_ok(nbytes, device, spec.data.device_resident)
     return DataFacts(
         dataset_class=type(train).__name__,
         train_len=n_train,
@@ -148,7 +149,12 @@ def data_facts(spec: Pipeline, file: Path, device: DeviceFacts, world_size: int)
         drop_last=spec.data.drop_last,
         sample=sample,
         tensor_bytes=nbytes,
-        device_resident=resident_ok(nbytes, device, spec.data.device_resident),
+        device_resident=resident,
+        loader=(
+            f"Batches of {batch} per rank · indexed on the device (no DataLoader)"
+            if resident
+            else f"DataLoader · batch {batch} · {spec.data.num_workers} workers"
+        ),
     )
 
 

@@ -123,6 +123,8 @@ def module_rows(model: nn.Module, calls: dict[str, int], outputs: dict[str, list
         if first_name[id(mod)] != name:
             continue  # a shared submodule appears once, under its first name
         params = list({id(p): p for p in mod.parameters()}.values())
+        inside = name + "." if name else ""
+        counted = sum(p.numel() for p in params if owner[id(p)] == name or owner[id(p)].startswith(inside))
         trainable = sum(p.numel() for p in params if p.requires_grad)
         total = sum(p.numel() for p in params)
         owners = {owner[id(p)] for p in params}
@@ -143,6 +145,7 @@ def module_rows(model: nn.Module, calls: dict[str, int], outputs: dict[str, list
                 calls=calls.get(name, 0),
                 output_shapes=outputs.get(name, []),
                 tied_to=tied_to,
+                counted_params=counted,
             )
         )
     return rows
