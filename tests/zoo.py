@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -227,36 +228,273 @@ class Flat(nn.Module):
         return x
 
 
-ZOO: dict[str, tuple[Any, list[int], str]] = {
-    "resnet": (ResNetish, [1, 3, 32, 32], "float32"),
-    "transformer": (TransformerClassifier, [1, 16], "int64"),
-    "gpt_tied": (gpt_small, [1, 16], "int64"),
-    "lstm": (LSTMTagger, [1, 12], "int64"),
-    "unet": (UNet, [1, 1, 32, 32], "float32"),
-    "shared": (SharedTwice, [1, 16], "float32"),
-    "gpt2_xl": (gpt2_xl, [1, 32], "int64"),
-    "deep240": (Deep, [1, 32], "float32"),
-    "wide600": (Wide, [1, 8], "float32"),
-    "flat600": (Flat, [1, 8], "float32"),
+class GRULM(nn.Module):
+    """One dropout module applied twice (before and after the GRU): two calls, never a loop."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, 16)
+        self.drop = nn.Dropout(0.1)
+        self.gru = nn.GRU(16, 32, batch_first=True)
+        self.head = nn.Linear(32, 100)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        seq, _ = self.gru(self.drop(self.embed(tokens)))
+        return self.head(self.drop(seq))
+
+
+class Expert(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.up = nn.Linear(d, 2 * d)
+        self.down = nn.Linear(2 * d, d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down(F.silu(self.up(x)))
+
+
+class MoELayer(nn.Module):
+    """A router and E experts (dense on meta: every expert sees every token, weighted by the router)."""
+
+    def __init__(self, d: int, experts: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.router = nn.Linear(d, experts, bias=False)
+        self.experts = nn.ModuleList([Expert(d) for _ in range(experts)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        w = self.router(h).softmax(-1)
+        out = sum(w[..., i : i + 1] * e(h) for i, e in enumerate(self.experts))
+        return x + out
+
+
+class MoE(nn.Module):
+    def __init__(self, d: int = 32, layers: int = 3, experts: int = 8) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, d)
+        self.layers = nn.ModuleList([MoELayer(d, experts) for _ in range(layers)])
+        self.head = nn.Linear(d, 100)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+class ConvMix(nn.Module):
+    def __init__(self, d: int) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(d)
+        self.conv = nn.Conv1d(d, d, 3, padding=1, groups=d)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(self.norm(x).transpose(1, 2)).transpose(1, 2)
+
+
+class Hybrid(nn.Module):
+    """Interleaved layer kinds (attention, conv, conv) × 4, like hybrid SSM/attention stacks."""
+
+    def __init__(self, d: int = 32, repeats: int = 4) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, d)
+        kinds: list[nn.Module] = []
+        for _ in range(repeats):
+            kinds += [Block(d, 4), ConvMix(d), ConvMix(d)]
+        self.layers = nn.ModuleList(kinds)
+        self.head = nn.Linear(d, 100)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
+class LinspaceInInit(nn.Module):
+    """Reads a value back while building (``.item()``), which the meta device cannot do."""
+
+    def __init__(self, d: int = 4096, layers: int = 32) -> None:
+        super().__init__()
+        rates = [float(torch.linspace(0, 0.1, layers)[i].item()) for i in range(layers)]
+        self.layers = nn.Sequential(*[nn.Sequential(nn.Linear(d, d), nn.Dropout(r)) for r in rates])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def seven_b_shape() -> LinspaceInInit:
+    return LinspaceInInit(d=4096, layers=32 * 12)  # ~6.4B parameters: 25 GB if ever built for real
+
+
+class MetaRefusing(nn.Module):
+    """A kernel that refuses meta tensors (as some MoE kernels do)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        top = torch.nonzero(self.proj(x) > 0)  # data-dependent: fails on meta
+        return x[top[:, 0]]
+
+
+# --- models nobody here wrote (transformers, from small configs, on meta, no downloads) ---------------
+
+
+def _hf(config_cls: str, model_cls: str, **kw: Any) -> Any:
+    import transformers
+
+    config = getattr(transformers, config_cls)(**kw)
+    return getattr(transformers, model_cls)(config)
+
+
+TINY = {"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 1000}
+
+
+def bert() -> nn.Module:
+    return _hf("BertConfig", "BertModel", **TINY, num_hidden_layers=4, max_position_embeddings=64)
+
+
+def gpt2(layers: int = 4) -> nn.Module:
+    return _hf(
+        "GPT2Config",
+        "GPT2LMHeadModel",
+        n_embd=64,
+        n_layer=layers,
+        n_head=4,
+        vocab_size=1000,
+        n_positions=64,
+        bos_token_id=0,
+        eos_token_id=0,
+    )
+
+
+def gpt2_2() -> nn.Module:
+    return gpt2(2)
+
+
+def gpt2_8() -> nn.Module:
+    return gpt2(8)
+
+
+def llama() -> nn.Module:
+    return _hf("LlamaConfig", "LlamaForCausalLM", **TINY, num_hidden_layers=4, num_key_value_heads=2)
+
+
+def t5() -> nn.Module:
+    return _hf(
+        "T5Config",
+        "T5ForConditionalGeneration",
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=3,
+        num_heads=4,
+        vocab_size=1000,
+    )
+
+
+def vit() -> nn.Module:
+    return _hf(
+        "ViTConfig",
+        "ViTModel",
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=128,
+        image_size=32,
+        patch_size=8,
+    )
+
+
+def hf_resnet() -> nn.Module:
+    return _hf(
+        "ResNetConfig",
+        "ResNetModel",
+        embedding_size=16,
+        hidden_sizes=[16, 32, 64, 128],
+        depths=[3, 4, 6, 3],
+        layer_type="bottleneck",
+    )
+
+
+def albert() -> nn.Module:
+    return _hf("AlbertConfig", "AlbertModel", **TINY, embedding_size=32, num_hidden_layers=6)
+
+
+def mixtral() -> nn.Module:
+    return _hf(
+        "MixtralConfig",
+        "MixtralForCausalLM",
+        **TINY,
+        num_hidden_layers=2,
+        num_key_value_heads=2,
+        num_local_experts=4,
+        num_experts_per_tok=2,
+    )
+
+
+def _one(shape: list[int], dtype: str = "float32") -> dict[str, Any]:
+    return {"shape": shape, "dtype": dtype}
+
+
+TOKENS = _one([1, 16], "int64")
+ZOO: dict[str, tuple[Any, Any]] = {
+    "resnet": (ResNetish, _one([1, 3, 32, 32])),
+    "transformer": (TransformerClassifier, TOKENS),
+    "gpt_tied": (gpt_small, TOKENS),
+    "lstm": (LSTMTagger, _one([1, 12], "int64")),
+    "unet": (UNet, _one([1, 1, 32, 32])),
+    "shared": (SharedTwice, _one([1, 16])),
+    "gpt2_xl": (gpt2_xl, _one([1, 32], "int64")),
+    "deep240": (Deep, _one([1, 32])),
+    "wide600": (Wide, _one([1, 8])),
+    "flat600": (Flat, _one([1, 8])),
+    "gru_lm": (GRULM, TOKENS),
+    "moe": (MoE, TOKENS),
+    "hybrid": (Hybrid, TOKENS),
+    "bert": (bert, TOKENS),
+    "gpt2": (gpt2, TOKENS),
+    "llama": (llama, TOKENS),
+    "t5": (t5, {"input_ids": TOKENS, "decoder_input_ids": _one([1, 8], "int64")}),
+    "vit": (vit, _one([1, 3, 32, 32])),
+    "hf_resnet": (hf_resnet, _one([1, 3, 64, 64])),
+    "albert": (albert, TOKENS),
+    "mixtral": (mixtral, TOKENS),
+}
+# models drawn in the readability tests (feed-forward, no cycles allowed)
+OUTSIDE = ("bert", "gpt2", "llama", "t5", "vit", "hf_resnet", "albert", "mixtral")
+EXTRA: dict[str, tuple[Any, Any]] = {
+    "gpt2_2": (gpt2_2, TOKENS),
+    "gpt2_8": (gpt2_8, TOKENS),
+    "seven_b": (seven_b_shape, _one([1, 4096])),
+    "meta_refusing": (MetaRefusing, _one([1, 8])),
 }
 
 
-def facts_for(name: str) -> Any:
-    """Facts for a zoo model through the real spec and introspection."""
-    from traindoc.introspect import facts
+def spec_for(name: str) -> Any:
     from traindoc.spec import Pipeline
 
-    factory, shape, dtype = ZOO[name]
-    spec = Pipeline(
+    factory, sample = {**ZOO, **EXTRA}[name]
+    return Pipeline(
         name=name,
         environment={"image": "img:1", "user": "1000", "volumes": [{"host": "./c", "container": "/c"}]},
         devices="cpu",
-        model={"factory": factory, "sample_input": {"shape": shape, "dtype": dtype}},
+        model={"factory": factory, "sample_input": sample},
         data={"train": small_data, "batch_size": 4},
         optim={"optimizer": "torch.optim:SGD", "seed": 0},
         checkpoint={"dir": "/c"},
     )
-    return facts(spec, Path(__file__))
+
+
+@cache
+def facts_for(name: str) -> Any:
+    """Facts for a zoo model through the real spec and introspection (once per test session: facts are frozen)."""
+    from traindoc.introspect import facts
+
+    return facts(spec_for(name), Path(__file__))
 
 
 def small_data() -> torch.utils.data.TensorDataset:

@@ -170,8 +170,11 @@ class Fingerprint:
     inputs: dict[str, str]  # what went into the key, for "stale because ..." messages
 
 
-def fingerprint(entry: Path, project_root: Path, options: dict[str, Any] | None = None) -> Fingerprint:
-    inputs: dict[str, str] = {}
+def fingerprint(
+    entry: Path, project_root: Path, options: dict[str, Any] | None = None, reads: dict[str, str] | None = None
+) -> Fingerprint:
+    """``reads``: what introspection was seen to read (:mod:`traindoc.readset`), as it is now."""
+    inputs: dict[str, str] = dict(reads or {})
     root = project_root.resolve()
     for file in local_sources(entry, root):
         try:

@@ -42,6 +42,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(facts.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
         print(render("inspect.txt.j2", project_templates_dir(Path.cwd()), facts=facts), end="")
+        if not facts.model.traced:  # the rest was described; the model's problem is still an error here
+            from .errors import UserCodeError
+
+            first, _, rest = facts.model.untraced_reason.partition("\n")
+            raise UserCodeError(first, rest)
     return 0
 
 

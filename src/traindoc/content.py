@@ -81,5 +81,7 @@ def _block(
     raise ValueError(f"unknown block {kind!r}; allowed: {', '.join(BLOCKS)}")
 
 
-def _model_rows(facts: Facts, depth: int) -> list[dict[str, Any]]:
-    return [m.model_dump() for m in facts.model.modules if 1 <= m.depth <= depth]
+def _model_rows(facts: Facts, depth: int) -> list[Any]:
+    from .modelview import table_rows
+
+    return list(table_rows(facts.model, depth))

@@ -1,18 +1,21 @@
 """Diagrams from facts: system, model, data, distributed (and the loss chart from results).
 
-Python decides structure (folding identical blocks, depth, which edges survive); the templates
-(``<kind>.mmd.j2``) decide presentation. The model diagram is re-rendered at lower depth, then with
-fewer nodes per group, until it fits Mermaid's default limits, and says what it folded.
+Python decides structure (:mod:`.modelview`: folding runs, depth, which edges survive); the templates
+(``<kind>.mmd.j2``) decide presentation. The model diagram's default depth is the deepest whose
+estimated size fits a slide and a docs column; any depth is lowered, then levels capped, until it fits
+Mermaid's default limits, and the notes say what was folded.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from . import mermaid
-from .facts import Facts, ModelFacts, ModuleFact
+from .errors import DiagramError
+from .facts import Facts, ModelFacts
+from .modelview import ModelView, ViewNode, build_view, max_depth
 from .render import render
 
 Kind = Literal["system", "model", "data", "distributed"]
@@ -55,198 +58,85 @@ def _diagram(kind: str, text: str, notes: tuple[str, ...] = ()) -> Diagram:
 
 # --- model ---------------------------------------------------------------------------------------
 
-
-@dataclass
-class ViewNode:
-    """One thing drawn: a box (leaf or folded run) or a subgraph (group)."""
-
-    id: str
-    name: str
-    cls: str
-    params: int
-    shapes: list[str]
-    kind: Literal["leaf", "group", "folded", "more"]
-    children: list[ViewNode] = field(default_factory=list)
-    members: list[str] = field(default_factory=list)  # qualified names covered (folded/more)
-    first: str = ""
-    last: str = ""
-    count: int = 1  # blocks in a folded run, modules in a "more" node
-
-    @property
-    def short(self) -> str:
-        return self.name.rsplit(".", 1)[-1] if self.name else self.name
+SLIDE_PX = (1920, 1080)  # must fit at >= 0.5 scale
+COLUMN_PX = 700  # a docs column; text must stay >= MIN_TEXT_PX there
+FONT_PX, MIN_TEXT_PX = 16, 9
+MAX_WIDTH_PX = COLUMN_PX * FONT_PX // MIN_TEXT_PX  # 1244: wider renders shrink text below 9 px
+MAX_HEIGHT_PX = 2 * SLIDE_PX[1]
+RANK_PX, RANK_BOX_PX = 120, 220
 
 
-@dataclass(frozen=True)
-class ModelView:
-    root_class: str
-    nodes: list[ViewNode]
-    edges: list[tuple[str, str, str]]
-    input_id: str
-    output_id: str
-    input_shape: str
-    output_shape: str
-    total_params: int
-    notes: tuple[str, ...]
+def estimate_px(view: ModelView) -> tuple[int, int]:
+    """A rough rendered size (width, height): ranks by longest path, boxes per rank (calibrated on the zoo
+    against Chromium; the slow tests measure the real thing)."""
+    rank: dict[str, int] = {i: 0 for i, _ in view.inputs}
+    for _ in range(len(view.edges) + 1):  # longest path in a DAG, relaxed until stable
+        changed = False
+        for s, d, _ in view.edges:
+            r = rank.setdefault(s, 0) + 1
+            if rank.get(d, -1) < r:
+                rank[d], changed = r, True
+        if not changed:
+            break
+    per_rank: dict[int, int] = {}
+    for r in rank.values():
+        per_rank[r] = per_rank.get(r, 0) + 1
+
+    def nesting(nodes: list[ViewNode]) -> int:
+        return max((1 + nesting(n.children) for n in nodes if n.subgraph), default=0)
+
+    ranks = max(rank.values(), default=0) + 1
+    return max(per_rank.values(), default=1) * RANK_BOX_PX, ranks * RANK_PX + nesting(view.nodes) * 40
 
 
-def _children(modules: list[ModuleFact]) -> dict[str, list[ModuleFact]]:
-    kids: dict[str, list[ModuleFact]] = {}
-    names = {m.name for m in modules}
-    for m in modules:
-        if not m.name:
-            continue
-        parent = m.name.rsplit(".", 1)[0] if "." in m.name else ""
-        while parent not in names:  # a shared module listed under another name's subtree
-            parent = parent.rsplit(".", 1)[0] if "." in parent else ""
-        kids.setdefault(parent, []).append(m)
-    return kids
+def _fits(view: ModelView) -> bool:
+    w, h = estimate_px(view)
+    return w <= MAX_WIDTH_PX and h <= MAX_HEIGHT_PX
 
 
-def _runs(mods: list[ModuleFact]) -> list[list[ModuleFact]]:
-    runs: list[list[ModuleFact]] = []
-    for m in mods:
-        if runs and runs[-1][0].signature == m.signature and m.total_params > 0:
-            runs[-1].append(m)
-        else:
-            runs.append([m])
-    return runs
+def _fitting(model: ModelFacts, depth: int | None, full: int) -> tuple[int, int | None]:
+    """Default: the deepest view that fits a slide and a column, else fewer boxes per level. An explicit
+    depth is kept; fewer boxes per level only when that makes it fit."""
+    if depth is None:
+        candidates: list[tuple[int, int | None]] = [(d, None) for d in range(full, 0, -1)]
+        candidates += [(1, c) for c in (30, 12, 6)]
+    else:
+        candidates = [(min(depth, full), c) for c in (None, 30, 12)]
+    for d, cap in candidates:
+        if _fits(build_view(model, d, cap)[0]):
+            return d, cap
+    return candidates[-1] if depth is None else candidates[0]
 
 
-def build_view(model: ModelFacts, depth: int | None, cap: int | None) -> tuple[ModelView, list[str]]:
-    kids = _children(model.modules)
-    folded_notes: list[str] = []
-
-    def subtree(name: str) -> list[str]:
-        out = [name]
-        for k in kids.get(name, []):
-            out += subtree(k.name)
-        return out
-
-    def view(m: ModuleFact, level: int) -> ViewNode:
-        children = kids.get(m.name, [])
-        leaf = not children or (depth is not None and level >= depth)
-        return ViewNode(
-            mermaid.node_id(m.name, "m" if leaf else "g"),
-            m.name,
-            m.cls,
-            m.total_params,
-            m.output_shapes,
-            "leaf" if leaf else "group",
-            children=[] if leaf else level_nodes(children, level + 1),
-            members=subtree(m.name) if leaf else [m.name],
-        )
-
-    def level_nodes(mods: list[ModuleFact], level: int) -> list[ViewNode]:
-        out: list[ViewNode] = []
-        for run in _runs(mods):
-            if len(run) >= 2:
-                members = [n for r in run for n in subtree(r.name)]
-                out.append(
-                    ViewNode(
-                        mermaid.node_id(run[0].name + "*", "f"),
-                        run[0].name,
-                        run[0].cls,
-                        run[0].total_params,
-                        run[-1].output_shapes,
-                        "folded",
-                        members=members,
-                        first=run[0].name,
-                        last=run[-1].name,
-                        count=len(run),
-                    )
-                )
-                folded_notes.append(f"{run[0].name} … {run[-1].name}: {run[0].cls} × {len(run)}")
-            else:
-                out.append(view(run[0], level))
-        if cap is not None and len(out) > cap:
-            keep, rest = out[: cap - 1], out[cap - 1 :]
-            members = [n for r in rest for n in (r.members or [r.name])]
-            out = [
-                *keep,
-                ViewNode(
-                    mermaid.node_id(rest[0].name + "+", "r"),
-                    rest[0].name,
-                    f"{len(rest)} more modules",
-                    sum(r.params for r in rest),
-                    rest[-1].shapes,
-                    "more",
-                    members=members,
-                    first=rest[0].name,
-                    last=rest[-1].name,
-                    count=len(rest),
-                ),
-            ]
-        return out
-
-    roots = kids.get("", [])
-    nodes = level_nodes(roots, 1) if roots else [view(model.modules[0], 0)]
-    owner: dict[str, str] = {}
-
-    def assign(n: ViewNode) -> None:
-        if n.kind == "group":
-            for c in n.children:
-                assign(c)
-        else:
-            for member in n.members:
-                owner[member] = n.id
-
-    for n in nodes:
-        assign(n)
-    input_id, output_id = "io_input", "io_output"
-
-    def target(name: str) -> str | None:
-        if name == "input":
-            return input_id
-        if name == "output":
-            return output_id
-        probe = name
-        while True:
-            if probe in owner:
-                return owner[probe]
-            if "." not in probe:
-                return owner.get(probe)
-            probe = probe.rsplit(".", 1)[0]
-
-    edges: dict[tuple[str, str], str] = {}
-    for e in model.edges:
-        s, d = target(e.src), target(e.dst)
-        if s and d and s != d:
-            edges.setdefault((s, d), e.shape)
-    view_ = ModelView(
-        root_class=model.root_class,
-        nodes=nodes,
-        edges=[(s, d, shape) for (s, d), shape in edges.items()],
-        input_id=input_id,
-        output_id=output_id,
-        input_shape=model.input_shape,
-        output_shape=model.output_shape,
-        total_params=model.total_params,
-        notes=(),
-    )
-    return view_, folded_notes
-
-
-def max_depth(model: ModelFacts) -> int:
-    return max((m.depth for m in model.modules), default=0)
+def check_depth(depth: int | None) -> None:
+    if depth is not None and depth < 1:
+        raise DiagramError(f"--depth must be 1 or more (1 = the model's top-level blocks), got {depth}")
 
 
 def model_diagram(facts: Facts, depth: int | None = None, templates: str | None = None) -> Diagram:
-    """The module tree as a flowchart, folded and depth-limited until it fits Mermaid's limits."""
-    full = max(1, max_depth(facts.model))
-    start = full if depth is None else max(1, min(depth, full))
-    attempts: list[tuple[int, int | None]] = [(d, None) for d in range(start, 0, -1)]
-    attempts += [(1, c) for c in (60, 30, 12, 6)]
+    """The call structure as a flowchart. Default depth: the deepest that fits a slide and a docs column;
+    an explicit depth is honoured unless Mermaid's own limits force it down (said in the notes)."""
+    check_depth(depth)
+    model = facts.model
+    if not model.traced:
+        text = render("model.mmd.j2", templates, view=None, facts=facts, notes=())
+        return _diagram("model", text, ("not traced: " + model.untraced_reason.splitlines()[0],))
+    full = max(1, max_depth(model))
+    chosen_depth, chosen_cap = _fitting(model, depth, full)
+    attempts = [(d, chosen_cap) for d in range(chosen_depth, 0, -1)]  # then Mermaid's own limits
+    attempts += [(1, c) for c in (60, 30, 12, 6) if chosen_cap is None or c < chosen_cap]
     text, notes = "", tuple[str, ...]()
     for d, cap in attempts:
-        view, folded = build_view(facts.model, d, cap)
-        notes_list = [f"folded {f}" for f in folded]
-        if d < start:
+        view, folded = build_view(model, d, cap)
+        notes_list = list(folded)
+        if d < chosen_depth:
             notes_list.append(f"depth limited to {d} of {full} to stay within Mermaid's limits")
         elif d < full:
             notes_list.append(f"depth {d} of {full}")
         if cap is not None:
-            notes_list.append(f"at most {cap} nodes per level to stay within Mermaid's limits")
+            notes_list.append(f"at most {cap} boxes per level")
+        if not _fits(view):
+            notes_list.append("larger than a slide at half scale at this depth (the default depth fits)")
         notes = tuple(notes_list)
         text = render("model.mmd.j2", templates, view=view, facts=facts, notes=notes)
         if mermaid.measure(text).within_budget:
@@ -293,11 +183,12 @@ def distributed_diagram(facts: Facts, templates: str | None = None) -> Diagram:
 
 
 def diagram(facts: Facts, kind: str, depth: int | None = None, templates: str | None = None) -> Diagram:
+    check_depth(depth)
     if kind == "model":
         return model_diagram(facts, depth, templates)
     builders = {"system": system_diagram, "data": data_diagram, "distributed": distributed_diagram}
     if kind not in builders:
-        raise ValueError(f"unknown diagram kind {kind!r}; allowed: {', '.join(KINDS)}")
+        raise DiagramError(f"unknown diagram kind {kind!r}; allowed: {', '.join(KINDS)}")
     return builders[kind](facts, templates)
 
 

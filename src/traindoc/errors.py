@@ -153,3 +153,15 @@ class BatchError(TraindocError):
     """A batch does not fit the training contract: one line naming what came and what was expected."""
 
     exit_code = 4
+
+
+class ModelTooLarge(TraindocError):
+    """The model cannot be built on meta, and building it for real would exceed the build budget."""
+
+    exit_code = 4
+
+
+class DiagramError(TraindocError):
+    """A diagram was asked for with an unknown kind or an impossible depth."""
+
+    exit_code = 1

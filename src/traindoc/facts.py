@@ -26,13 +26,26 @@ class ModuleFact(Record):
     signature: str  # class + parameter shapes of the whole subtree: identical blocks share it
     calls: int
     output_shapes: list[str]
+    tied_to: str = ""  # every parameter of this module is shared with that earlier module ("" if not)
+    counted_params: int = 0  # parameters first held inside this subtree: the rows of one level add up
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallFact(Record):
+    """One call during the trace: a module call (``drop@2`` is drop's second call) or a merging op."""
+
+    id: str
+    module: str  # qualified module name; "" for the root module and for ops
+    op: str  # "" for a module call; else what merged the inputs: "+", "concat", "attention", ...
+    parent: str | None  # the enclosing module call's id (None for the root's call)
+    output_shapes: list[str]
 
 
 @dataclass(frozen=True, kw_only=True)
 class EdgeFact(Record):
-    src: str  # leaf module name, or "input"
-    dst: str  # leaf module name, or "output"
-    shape: str
+    src: str  # call id, or "input" / "input:<name>"
+    dst: str  # call id, or "output"
+    shape: str  # the shape of the tensor src produced and dst received
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +62,9 @@ class ModelFacts(Record):
     input_shape: str
     output_shape: str
     traced_on: str
+    calls: list[CallFact] = field(default_factory=list)
+    traced: bool = True
+    untraced_reason: str = ""  # why there is no trace (the model could not be built or run on meta)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +89,7 @@ class DataFacts(Record):
     sample: list[SampleFact]
     tensor_bytes: int | None  # size of a tensor dataset (None: not a tensor dataset)
     device_resident: bool
+    loader: str = ""  # how batches reach the model, in words: the one place system and data diagrams read it
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -217,3 +234,4 @@ class Facts(Record):
     metrics: list[str]
     expect: ExpectFacts
     traindoc_version: str
+    reads: dict[str, str] = field(default_factory=dict)  # files opened and packages imported (readset)

@@ -1,26 +1,24 @@
 """Introspection: the only module that touches torch objects to produce :class:`~traindoc.facts.Facts`.
 
-The model is built by its factory under ``torch.device("meta")`` (no real weights), traced once on
-a meta sample input with hooks plus a ``TorchFunctionMode`` that follows each tensor's provenance,
-so edges are real data flow (skip connections included). The model instance is private to this
-module: nothing the user holds is moved, mutated or kept.
+The model is built by its factory on the ``meta`` device (:mod:`.modelbuild`; no real weights) and
+traced once on a meta sample input (:mod:`.modeltrace`: one node per call, edges are real data flow,
+skip connections included). The model instance is private: nothing the user holds is moved,
+mutated or kept. A model that cannot be built or traced is described as such (``traced=False``);
+the rest of the facts do not depend on it.
 """
 
 from __future__ import annotations
 
-import copy
-import hashlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 from torch import nn
-from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
-from . import __version__, launch
+from . import __version__, launch, modelbuild
 from . import policy as policy_rules
-from .errors import Problem, SpecError, UserCodeError
+from .errors import UserCodeError
 from .facts import (
     AccessFacts,
     BoundFact,
@@ -28,14 +26,11 @@ from .facts import (
     DataFacts,
     DeviceFacts,
     DistributedFacts,
-    EdgeFact,
     EnvironmentFacts,
     ExpectFacts,
     Facts,
     GPUFact,
     JupyterFact,
-    ModelFacts,
-    ModuleFact,
     OptimFacts,
     PortFact,
     SampleFact,
@@ -44,14 +39,12 @@ from .facts import (
     VolumeFact,
 )
 from .loader import call, user_traceback
+from .modelfacts import model_facts
+from .modeltrace import shape_str
 from .spec import Pipeline, ref_name
 
 RESIDENT_FRACTION = policy_rules.RESIDENT_FRACTION
 CPU_RESIDENT_LIMIT = policy_rules.CPU_RESIDENT_LIMIT
-
-
-def shape_str(shape: Any) -> str:
-    return "×".join(str(int(d)) for d in shape) if len(shape) else "scalar"
 
 
 # --- devices ---------------------------------------------------------------------------------------
@@ -91,180 +84,9 @@ def device_facts(requested: Any) -> DeviceFacts:
     )
 
 
-# --- model -----------------------------------------------------------------------------------------
+# --- model (see modelfacts, modelbuild, modeltrace) ------------------------------------------------
 
-
-_DTYPES = {
-    "float32": torch.float32,
-    "float16": torch.float16,
-    "bfloat16": torch.bfloat16,
-    "float64": torch.float64,
-    "int64": torch.int64,
-    "int32": torch.int32,
-}
-
-
-def build_on_meta(spec: Pipeline, file: Path) -> tuple[nn.Module, str]:
-    """A private model instance on the meta device (falls back to CPU-then-meta for odd factories)."""
-    try:
-        with torch.device("meta"):
-            model = call(spec.model.factory, "model.factory", file)
-        traced_on = "meta"
-    except UserCodeError:
-        model = call(spec.model.factory, "model.factory", file)
-        traced_on = "meta (built on CPU, then moved)"
-    if not isinstance(model, nn.Module):
-        raise SpecError(
-            [Problem(str(file), f"must return an nn.Module, returned {type(model).__name__}", field="model.factory")]
-        )
-    if any(t.device.type != "meta" for t in [*model.parameters(), *model.buffers()]):
-        model = copy.deepcopy(model)  # a factory handing out a shared instance: never move the user's object
-    return model.to("meta"), traced_on
-
-
-class _Provenance(TorchFunctionMode):
-    """Tracks, for every tensor produced during the trace, which leaf modules it came from."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.prov: dict[int, frozenset[str]] = {}
-        self.keep: list[torch.Tensor] = []  # keeps ids unique for the trace's lifetime
-
-    def of(self, value: Any) -> frozenset[str]:
-        out: frozenset[str] = frozenset()
-        for leaf in tree_flatten(value)[0]:
-            if isinstance(leaf, torch.Tensor):
-                out |= self.prov.get(id(leaf), frozenset())
-        return out
-
-    def mark(self, value: Any, prov: frozenset[str]) -> None:
-        for leaf in tree_flatten(value)[0]:
-            if isinstance(leaf, torch.Tensor):
-                self.prov[id(leaf)] = prov
-                self.keep.append(leaf)
-
-    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        kwargs = kwargs or {}
-        result = func(*args, **kwargs)
-        src = self.of((args, kwargs))
-        if src:
-            self.mark(result, src)
-        return result
-
-
-def _signature(module: nn.Module) -> str:
-    parts = [type(module).__qualname__]
-    parts += [f"{n}:{tuple(p.shape)}:{p.dtype}" for n, p in module.named_parameters()]
-    parts += [f"{n}/{type(m).__qualname__}" for n, m in module.named_modules()]
-    return hashlib.sha1("|".join(parts).encode()).hexdigest()[:12]
-
-
-def model_facts(spec: Pipeline, file: Path) -> ModelFacts:
-    model, traced_on = build_on_meta(spec, file)
-    named = dict(model.named_modules(remove_duplicate=False))
-    names_of: dict[int, str] = {}
-    for name, mod in named.items():
-        names_of.setdefault(id(mod), name)
-    leaves = {n for n, m in named.items() if not list(m.children()) and names_of[id(m)] == n}
-
-    calls: dict[str, int] = {}
-    outputs: dict[str, list[str]] = {}
-    edges: dict[tuple[str, str], str] = {}
-    stack: list[str] = []
-    tracker = _Provenance()
-
-    def pre(mod: nn.Module, args: Any, kwargs: Any) -> None:
-        name = names_of[id(mod)]
-        stack.append(name)
-        if name in leaves:
-            for leaf in tree_flatten((args, kwargs))[0]:
-                if isinstance(leaf, torch.Tensor):
-                    for src in sorted(tracker.prov.get(id(leaf), frozenset())):
-                        edges.setdefault((src, name), shape_str(leaf.shape))
-
-    def post(mod: nn.Module, args: Any, kwargs: Any, out: Any) -> None:
-        name = names_of[id(mod)]
-        if stack and stack[-1] == name:
-            stack.pop()
-        calls[name] = calls.get(name, 0) + 1
-        if name not in outputs:
-            outputs[name] = [shape_str(t.shape) for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)][:4]
-        if name in leaves:
-            tracker.mark(out, frozenset({name}))
-
-    handles = []
-    for mod in {id(m): m for m in named.values()}.values():
-        handles.append(mod.register_forward_pre_hook(pre, with_kwargs=True))
-        handles.append(mod.register_forward_hook(post, with_kwargs=True))
-    sample = spec.model.sample_input
-    dtype = _DTYPES[sample.dtype]
-    x = torch.zeros(sample.shape, dtype=dtype, device="meta")
-    tracker.mark(x, frozenset({"input"}))
-    try:
-        with torch.no_grad(), tracker:
-            y = model(x)
-    except Exception as exc:
-        failing = stack[-1] if stack else ""
-        where = f"submodule '{failing}' ({type(named[failing]).__name__})" if failing else "the model's own forward"
-        raise UserCodeError(
-            f"{file}: model.sample_input: forward on shape {list(sample.shape)} failed in {where}: "
-            f"{type(exc).__name__}: {exc}",
-            user_traceback(exc),
-        ) from None
-    finally:
-        for h in handles:
-            h.remove()
-    out_tensors = [t for t in tree_flatten(y)[0] if isinstance(t, torch.Tensor)]
-    for t in out_tensors:
-        for src in sorted(tracker.prov.get(id(t), frozenset())):
-            edges.setdefault((src, "output"), shape_str(t.shape))
-
-    unique_params = dict(model.named_parameters())  # remove_duplicate=True: tied weights once
-    all_params = list(model.named_parameters(remove_duplicate=False))
-    tied = sum(p.numel() for _, p in all_params) - sum(p.numel() for p in unique_params.values())
-    param_bytes: dict[str, int] = {}
-    for p in unique_params.values():
-        key = str(p.dtype).removeprefix("torch.")
-        param_bytes[key] = param_bytes.get(key, 0) + p.numel() * p.element_size()
-
-    modules = []
-    for name, mod in named.items():
-        if names_of[id(mod)] != name:
-            continue  # a shared submodule appears once, under its first name
-        params = {id(p): p for p in mod.parameters()}.values()
-        trainable = sum(p.numel() for p in params if p.requires_grad)
-        total = sum(p.numel() for p in params)
-        modules.append(
-            ModuleFact(
-                name=name,
-                cls=type(mod).__name__,
-                depth=0 if not name else name.count(".") + 1,
-                own_params=sum(p.numel() for p in mod.parameters(recurse=False)),
-                total_params=total,
-                trainable_params=trainable,
-                frozen_params=total - trainable,
-                buffers=sum(b.numel() for b in mod.buffers(recurse=False)),
-                signature=_signature(mod),
-                calls=calls.get(name, 0),
-                output_shapes=outputs.get(name, []),
-            )
-        )
-    total = sum(p.numel() for p in unique_params.values())
-    trainable = sum(p.numel() for p in unique_params.values() if p.requires_grad)
-    return ModelFacts(
-        root_class=type(model).__name__,
-        modules=modules,
-        edges=[EdgeFact(src=s, dst=d, shape=shape) for (s, d), shape in edges.items()],
-        total_params=total,
-        trainable_params=trainable,
-        frozen_params=total - trainable,
-        tied_params=tied,
-        buffers=sum(b.numel() for b in model.buffers()),
-        param_bytes=param_bytes,
-        input_shape=shape_str(x.shape),
-        output_shape=shape_str(out_tensors[0].shape) if out_tensors else "none",
-        traced_on=traced_on,
-    )
+build_on_meta = modelbuild.build
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -314,6 +136,7 @@ def data_facts(spec: Pipeline, file: Path, device: DeviceFacts, world_size: int)
     steps = policy_rules.steps_per_epoch(
         policy_rules.batches_per_epoch(per_rank, batch, d.drop_last), spec.optim.accumulate
     )
+    resident = resident_ok(nbytes, device, d.device_resident, d.collate_fn is not None)
     return DataFacts(
         dataset_class=type(train).__name__,
         train_len=n_train,
@@ -328,7 +151,12 @@ def data_facts(spec: Pipeline, file: Path, device: DeviceFacts, world_size: int)
         drop_last=spec.data.drop_last,
         sample=sample,
         tensor_bytes=nbytes,
-        device_resident=resident_ok(nbytes, device, spec.data.device_resident, spec.data.collate_fn is not None),
+        device_resident=resident,
+        loader=(
+            f"Batches of {batch} per rank · indexed on the device (no DataLoader)"
+            if resident
+            else f"DataLoader · batch {batch} · {spec.data.num_workers} workers"
+        ),
     )
 
 
@@ -437,7 +265,7 @@ def facts(spec: Pipeline, file: Path, root: Path | None = None) -> Facts:
     nnodes, nproc = world(spec, device)
     access = spec.access
     host_port = {p.container: p.host for p in spec.environment.ports}
-    model = model_facts(spec, file)
+    model = model_facts(spec, file, strict=False)
     data = data_facts(spec, file, device, nnodes * nproc)
     optim = optim_facts(spec)
     try:  # the optimizer's learning rate, read from a throwaway optimizer over one parameter

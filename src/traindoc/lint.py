@@ -217,6 +217,18 @@ def secret_in_spec(f: Facts) -> Finding | None:
     return None
 
 
+@rule("model-traced")
+def model_traced(f: Facts) -> Finding | None:
+    if f.model.traced:
+        return None
+    return _w(
+        "model-traced",
+        "model.sample_input",
+        f"the model was not traced, so its diagram and table are missing: {f.model.untraced_reason.splitlines()[0]}",
+        "make the factory and forward run on the meta device, or give a model.sample_input that fits the model",
+    )
+
+
 def lint(facts: Facts) -> list[Finding]:
     return [found for _, fn in RULES if (found := fn(facts)) is not None]
 

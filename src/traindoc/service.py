@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cache, procs
+from . import cache, procs, readset
 from .atomic import locked
 from .errors import (
     CacheCorrupt,
@@ -60,8 +60,21 @@ def target(ref: str, root: Path | None = None, *, confine: bool = False) -> Targ
     return Target(ref=text, file=file, root=root, attr=parsed.attr)
 
 
-def facts_fingerprint(t: Target) -> cache.Fingerprint:
-    return cache.fingerprint(t.file, t.root, {"what": "facts", "attr": t.attr or ""})
+def facts_fingerprint(t: Target, reads: dict[str, str] | None = None) -> cache.Fingerprint:
+    return cache.fingerprint(t.file, t.root, {"what": "facts", "attr": t.attr or ""}, reads)
+
+
+def _reads_index(layout: cache.Layout, base: cache.Fingerprint) -> Path:
+    """Which files and packages the last introspection of these sources read (keys only matter)."""
+    return layout.facts(base.key + "-reads")
+
+
+def _recorded_reads(path: Path, key: str) -> dict[str, str]:
+    try:
+        payload = cache.read_entry(path, key)
+    except CacheCorrupt:
+        return {}
+    return dict(payload) if isinstance(payload, dict) else {}
 
 
 def facts_for(
@@ -74,7 +87,9 @@ def facts_for(
 ) -> Facts:
     t = target(ref, root, confine=confine)
     layout = cache.Layout(Path(cache_dir) if cache_dir else cache.default_dir(t.root))
-    fp = facts_fingerprint(t)
+    base = facts_fingerprint(t)
+    index = _reads_index(layout, base)
+    fp = facts_fingerprint(t, readset.current(_recorded_reads(index, base.key), t.root))
     path = layout.facts(fp.key)
     hit = _cached_facts(path, fp.key)  # entries are written atomically: a hit needs no lock
     if hit is not None:
@@ -84,7 +99,9 @@ def facts_for(
         if hit is not None:
             return hit
         facts = introspect_here(t) if in_process else introspect_child(t)
-        cache.write_entry(path, fp.key, facts.model_dump(mode="json"), fp.inputs)
+        fp = facts_fingerprint(t, facts.reads)  # keyed on what this introspection read
+        cache.write_entry(_reads_index(layout, base), base.key, facts.reads)
+        cache.write_entry(layout.facts(fp.key), fp.key, facts.model_dump(mode="json"), fp.inputs)
         return facts
 
 
@@ -100,8 +117,12 @@ def introspect_here(t: Target) -> Facts:
     from .introspect import facts as compute
     from .loader import load
 
-    spec, file = load(t.ref, t.root)
-    return redact_facts(compute(spec, file, t.root))
+    with readset.recording() as opened:
+        spec, file = load(t.ref, t.root)
+        facts = compute(spec, file, t.root)
+    skip = set(cache.local_sources(t.file, t.root))  # already in the key by content
+    facts = facts.model_copy(update={"reads": readset.reads(opened, sorted(sys.modules), t.root, skip)})
+    return redact_facts(facts)
 
 
 def redact_facts(facts: Facts) -> Facts:

@@ -74,6 +74,8 @@ def _full(pattern: re.Pattern[str], what: str) -> AfterValidator:
         return value
 
     return AfterValidator(check)
+
+
 _METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
@@ -262,7 +264,13 @@ class ModelSpec(_Model):
     """The model."""
 
     factory: Factory = Field(description="Zero-argument callable returning an nn.Module (or 'module:attr').")
-    sample_input: SampleInput = Field(description="Sample input for tracing shapes.")
+    sample_input: SampleInput | dict[str, SampleInput] | list[SampleInput] | Literal["from_data"] = Field(
+        description=(
+            "Sample input for tracing shapes: one shape/dtype (called as model(x)), a dict of them (called "
+            "as model(**inputs), e.g. input_ids and attention_mask), a list (model(*inputs)), or "
+            "'from_data' (the shapes and dtypes of the first training batch, labels left out)."
+        )
+    )
 
 
 class DataSpec(_Model):
