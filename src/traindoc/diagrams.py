@@ -125,7 +125,8 @@ def model_diagram(facts: Facts, depth: int | None = None, templates: str | None 
     chosen_depth, chosen_cap = _fitting(model, depth, full)
     attempts = [(d, chosen_cap) for d in range(chosen_depth, 0, -1)]  # then Mermaid's own limits
     attempts += [(1, c) for c in (60, 30, 12, 6) if chosen_cap is None or c < chosen_cap]
-    text, notes = "", tuple[str, ...]()
+    text: str = ""
+    notes: tuple[str, ...] = ()
     for d, cap in attempts:
         view, folded = build_view(model, d, cap)
         notes_list = list(folded)
