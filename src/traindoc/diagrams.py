@@ -119,8 +119,8 @@ def model_diagram(facts: Facts, depth: int | None = None, templates: str | None 
     check_depth(depth)
     model = facts.model
     if not model.traced:
-        text = render("model.mmd.j2", templates, view=None, facts=facts, notes=())
-        return _diagram("model", text, ("not traced: " + model.untraced_reason.splitlines()[0],))
+        untraced = render("model.mmd.j2", templates, view=None, facts=facts, notes=())
+        return _diagram("model", untraced, ("not traced: " + model.untraced_reason.splitlines()[0],))
     full = max(1, max_depth(model))
     chosen_depth, chosen_cap = _fitting(model, depth, full)
     attempts = [(d, chosen_cap) for d in range(chosen_depth, 0, -1)]  # then Mermaid's own limits
