@@ -264,21 +264,38 @@ def _node_label_parts(facts: Facts) -> dict[str, Any]:
         "gpu_name": gpu_names[0] if gpu_names else ("CUDA GPU" if facts.devices.requested != "cpu" else ""),
         "uses_gpu": facts.devices.requested != "cpu",
         "gpu_count": d.nproc_per_node if facts.devices.requested != "cpu" else 0,
+        "ran_on_gpu": facts.devices.resolved == "cuda",  # the machine that built these docs
     }
 
 
-def system_diagram(facts: Facts, templates: str | None = None) -> Diagram:
-    return _diagram("system", render("system.mmd.j2", templates, facts=facts, **_node_label_parts(facts)))
+Direction = Literal["auto", "TB", "LR"]
+DIRECTIONS: tuple[Direction, ...] = ("auto", "TB", "LR")
 
 
-def data_diagram(facts: Facts, templates: str | None = None) -> Diagram:
-    return _diagram("data", render("data.mmd.j2", templates, facts=facts, **_node_label_parts(facts)))
+def flow_direction(direction: str | None) -> str:
+    """Mermaid's flowchart direction. ``auto`` is top-down: a docs column is ~700 px wide, and the
+    left-to-right system and data diagrams were ~2,400 px wide (text shrank to ~5 px); ``LR`` suits slides."""
+    if direction in (None, "auto"):
+        return "TB"
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; allowed: {', '.join(DIRECTIONS)}")
+    return str(direction)
+
+
+def system_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
+    parts = _node_label_parts(facts)
+    return _diagram("system", render("system.mmd.j2", templates, facts=facts, direction=flow_direction(direction), **parts))
+
+
+def data_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
+    parts = _node_label_parts(facts)
+    return _diagram("data", render("data.mmd.j2", templates, facts=facts, direction=flow_direction(direction), **parts))
 
 
 FOLD_NODES_ABOVE = 4
 
 
-def distributed_diagram(facts: Facts, templates: str | None = None) -> Diagram:
+def distributed_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
     d = facts.distributed
     if d.nnodes > FOLD_NODES_ABOVE:
         shown = [0, 1, d.nnodes - 1]
@@ -288,17 +305,28 @@ def distributed_diagram(facts: Facts, templates: str | None = None) -> Diagram:
     nodes = [
         {"rank": n, "first_rank": n * d.nproc_per_node, "last_rank": (n + 1) * d.nproc_per_node - 1} for n in shown
     ]
-    text = render("distributed.mmd.j2", templates, facts=facts, nodes=nodes, hidden=hidden, **_node_label_parts(facts))
+    text = render(
+        "distributed.mmd.j2",
+        templates,
+        facts=facts,
+        nodes=nodes,
+        hidden=hidden,
+        direction=flow_direction(direction),
+        **_node_label_parts(facts),
+    )
     return _diagram("distributed", text)
 
 
-def diagram(facts: Facts, kind: str, depth: int | None = None, templates: str | None = None) -> Diagram:
+def diagram(
+    facts: Facts, kind: str, depth: int | None = None, templates: str | None = None, direction: str | None = None
+) -> Diagram:
+    """One diagram; ``direction`` (auto, TB, LR) applies to system, data and distributed."""
     if kind == "model":
         return model_diagram(facts, depth, templates)
     builders = {"system": system_diagram, "data": data_diagram, "distributed": distributed_diagram}
     if kind not in builders:
         raise ValueError(f"unknown diagram kind {kind!r}; allowed: {', '.join(KINDS)}")
-    return builders[kind](facts, templates)
+    return builders[kind](facts, templates, direction)
 
 
 def loss_chart(steps: list[int], losses: list[float], templates: str | None = None, points: int = 60) -> Diagram:
