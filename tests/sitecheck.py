@@ -159,7 +159,9 @@ def main(argv: list[str]) -> int:
     blocks = sum(len(p.blocks) for p in rep.pages)
     for p in rep.pages:
         small = "n/a" if p.min_px is None else f"{p.min_px:.1f} px"
-        print(f"{p.url}: {len(p.diagrams)} diagram(s), smallest text {small}, {len(p.overlaps)} overlapping label pair(s)")
+        print(
+            f"{p.url}: {len(p.diagrams)} diagram(s), smallest text {small}, {len(p.overlaps)} overlapping label pair(s)"
+        )
     if blocks == 0:
         problems.append("no Mermaid blocks found at all")
     for line in problems:

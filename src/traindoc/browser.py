@@ -140,7 +140,8 @@ MEASURE_JS = """
   const svgs = [];
   const collect = (root, inside) => {
     root.querySelectorAll('svg').forEach(s => {
-      if ((inside || s.closest('.mermaid, .traindoc-chart')) && !(s.parentElement && s.parentElement.closest('svg'))) svgs.push(s);
+      const nested = s.parentElement && s.parentElement.closest('svg');
+      if ((inside || s.closest('.mermaid, .traindoc-chart')) && !nested) svgs.push(s);
     });
     root.querySelectorAll('*').forEach(el => {
       if (el.shadowRoot) collect(el.shadowRoot, el.matches('.mermaid'));
@@ -228,7 +229,9 @@ def measure_many(texts: list[str], column: int = COLUMN_PX, browser: Any = None)
                 }""",
                 [text, column, i],
             )
-            out.extend(Readability(**{k: r[k] for k in Readability.__dataclass_fields__}) for r in page.evaluate(MEASURE_JS))
+            out.extend(
+                Readability(**{k: r[k] for k in Readability.__dataclass_fields__}) for r in page.evaluate(MEASURE_JS)
+            )
         return out
     finally:
         page.close()

@@ -7,29 +7,61 @@ GitLab, Material and mermaid2 all render it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from . import commands, diagrams, lint, mermaid
+from . import charts, commands, diagrams, lint, mermaid
 from .facts import Facts
 from .render import render
-from .results import RunResult
+from .results import RunResult, read_steps
 
 DIAGRAMS = ("system", "model", "data", "distributed")
 BLOCKS = (*DIAGRAMS, "model-table", "environment", "quickstart", "commands", "lint", "run", "results")
 
 
-def diagram_block(facts: Facts, kind: str, depth: int | None, templates: str | None) -> str:
-    d = diagrams.diagram(facts, kind, depth, templates)
+def diagram_block(
+    facts: Facts, kind: str, depth: int | None, templates: str | None, direction: str | None = None
+) -> str:
+    d = diagrams.diagram(facts, kind, depth, templates, direction)
     return render("diagram.md.j2", templates, d=d, fence=mermaid.fenced(d.text), facts=facts)
 
 
-def run_block(facts: Facts, result: RunResult | None, notice: str | None, templates: str | None) -> str:
-    chart = ""
-    if result is not None and result.loss_curve:
-        steps = [s for s, _ in result.loss_curve]
-        losses = [v for _, v in result.loss_curve]
-        chart = mermaid.fenced(diagrams.loss_chart(steps, losses, templates).text)
-    return render("run_report.md.j2", templates, facts=facts, r=result, notice=notice, chart=chart)
+def chart_series(result: RunResult) -> dict[str, list[tuple[float, float]]]:
+    """The run's (step, value) series for the chart: loss and validation loss from the results record,
+    learning rate and throughput from the run's step records when its folder is still there."""
+    series: dict[str, list[tuple[float, float]]] = {
+        "loss": [(float(s), float(v)) for s, v in result.loss_curve],
+        "val_loss": [(float(v.step), float(v.loss)) for v in result.val],
+        "lr": [],
+        "throughput": [],
+    }
+    steps_file = Path(result.run_dir) / "steps.jsonl" if result.run_dir else None
+    if steps_file is not None and steps_file.is_file():
+        steps, _ = read_steps(steps_file)
+        series["lr"] = [(float(r["step"]), float(r["lr"])) for r in steps if isinstance(r.get("lr"), int | float)]
+        series["throughput"] = [
+            (float(r["step"]), float(r["samples_per_s"]))
+            for r in steps[1:]  # the first step pays for warm-up
+            if isinstance(r.get("samples_per_s"), int | float)
+        ]
+    return series
+
+
+def run_chart(result: RunResult, *, standalone: bool = False) -> str:
+    """The run's training chart as SVG ("" without a loss curve)."""
+    s = chart_series(result)
+    title = f"Training of {result.pipeline}"
+    return charts.training_chart(s["loss"], s["val_loss"], s["lr"], s["throughput"], title=title, standalone=standalone)
+
+
+def run_block(
+    facts: Facts, result: RunResult | None, notice: str | None, templates: str | None, chart: bool = True
+) -> str:
+    """The run report; ``chart=False`` leaves out the inline SVG chart (GitHub strips inline SVG from a
+    README: link a file written by ``traindoc chart`` instead)."""
+    svg = run_chart(result) if chart and result is not None else ""
+    html = f'<div class="traindoc-chart">{svg}</div>' if svg else ""
+    return render("run_report.md.j2", templates, facts=facts, r=result, notice=notice, chart=html)
 
 
 def block(
@@ -40,11 +72,13 @@ def block(
     notice: str | None = None,
     depth: int | None = None,
     templates: str | None = None,
+    chart: bool = True,
+    direction: str | None = None,
 ) -> str:
     if kind in DIAGRAMS:
-        return diagram_block(facts, kind, depth, templates)
+        return diagram_block(facts, kind, depth, templates, direction)
     if kind in ("run", "results"):
-        return run_block(facts, result, notice, templates)
+        return run_block(facts, result, notice, templates, chart)
     if kind == "commands":
         return commands.render_commands(facts, "all", templates)
     if kind == "quickstart":

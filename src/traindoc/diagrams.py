@@ -1,4 +1,4 @@
-"""Diagrams from facts: system, model, data, distributed (and the loss chart from results).
+"""Diagrams from facts: system, model, data, distributed (the run chart is :mod:`traindoc.charts`).
 
 Python decides structure (folding identical blocks, depth, which edges survive); the templates
 (``<kind>.mmd.j2``) decide presentation. The model diagram is re-rendered at lower depth, then with
@@ -284,7 +284,9 @@ def flow_direction(direction: str | None) -> str:
 
 def system_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
     parts = _node_label_parts(facts)
-    return _diagram("system", render("system.mmd.j2", templates, facts=facts, direction=flow_direction(direction), **parts))
+    return _diagram(
+        "system", render("system.mmd.j2", templates, facts=facts, direction=flow_direction(direction), **parts)
+    )
 
 
 def data_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
@@ -327,20 +329,3 @@ def diagram(
     if kind not in builders:
         raise ValueError(f"unknown diagram kind {kind!r}; allowed: {', '.join(KINDS)}")
     return builders[kind](facts, templates, direction)
-
-
-def loss_chart(steps: list[int], losses: list[float], templates: str | None = None, points: int = 60) -> Diagram:
-    """The loss curve as a Mermaid ``xychart-beta`` line (downsampled by averaging to ``points``)."""
-    if not losses:
-        return Diagram("loss", "", 0, 0, 0)
-    n = len(losses)
-    bucket = max(1, -(-n // points))
-    xs, ys = [], []
-    for i in range(0, n, bucket):
-        chunk = [v for v in losses[i : i + bucket] if v == v]
-        if chunk:
-            xs.append(steps[min(i + bucket, n) - 1])
-            ys.append(sum(chunk) / len(chunk))
-    top = max(ys) if ys else 1.0
-    text = render("loss.mmd.j2", templates, xs=xs, ys=[round(y, 4) for y in ys], y_max=round(top * 1.05 + 1e-9, 4))
-    return Diagram("loss", text, 0, 0, 0)

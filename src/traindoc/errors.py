@@ -101,3 +101,15 @@ class LintFailed(TraindocError):
 
 class CacheCorrupt(TraindocError):
     """A cache entry failed its integrity check (it is re-run, never trusted)."""
+
+
+class ChartError(TraindocError):
+    """No run (or no loss values) to draw a training chart from."""
+
+    exit_code = 1
+
+
+class ExportFormatError(TraindocError):
+    """The export format does not match the output file's extension (or the extension is unknown)."""
+
+    exit_code = 1

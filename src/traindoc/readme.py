@@ -37,7 +37,7 @@ def generate_text(text: str, filename: str, root: Path, cache_dir: str | None = 
             result = runner.latest(ref, runner.RunOptions(cache_dir=Path(cache_dir) if cache_dir else None), root)
             if result is None:
                 notice = f"No run recorded yet: `traindoc run {facts.source} --docs`."
-        body = content.block(s.kind, facts, result=result, notice=notice, depth=depth, templates=templates)
+        body = content.block(s.kind, facts, result=result, notice=notice, depth=depth, templates=templates, chart=False)
         return redact(body)
 
     return sections.replace(text, generate, filename, content.BLOCKS)
