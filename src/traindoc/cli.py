@@ -181,6 +181,14 @@ def cmd_mermaid_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_mermaid_install(args: argparse.Namespace) -> int:
+    from . import assets
+
+    path = assets.install_mermaid(Path(args.docs_dir))
+    print(f"Mermaid {assets.MERMAID_VERSION}: {path}; list '{assets.SITE_PATH}' under extra_javascript")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="traindoc", description="Documentation-as-code for PyTorch training pipelines.")
     p.add_argument("--version", action="version", version=f"traindoc {__version__}")
@@ -278,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("mermaid-fetch", help="fetch the pinned Mermaid build with `npm pack` into .cache/mermaid")
     sp.add_argument("--version", default=None, help="Mermaid version (default: the pinned one)")
     sp.set_defaults(func=cmd_mermaid_fetch)
+
+    sp = sub.add_parser(
+        "mermaid-install", help="copy the pinned Mermaid into a docs folder (Zensical: served offline, no CDN)"
+    )
+    sp.add_argument("docs_dir", help="the site's docs folder (docs_dir); the file lands in assets/traindoc/")
+    sp.set_defaults(func=cmd_mermaid_install)
     return p
 
 
