@@ -122,7 +122,7 @@ def _tool(name: str) -> str:
 def test_properdocs_builds_a_traindoc_site(make_project: ProjectFactory, session_browser: object) -> None:
     from sitecheck import check_site
 
-    root = write_site(make_project(), "mkdocs")
+    root = write_site(make_project(), "material")
     out = run([_tool("properdocs"), "build", "--strict", "-f", "mkdocs.yml"], root)
     assert out.returncode == 0, out.stderr
     report = check_site(root / "site", session_browser)
