@@ -6,7 +6,8 @@ MERMAID_VERSION := 11.12.0
 MERMAID_DIR     := .cache/mermaid/$(MERMAID_VERSION)
 STAMP     := $(VENV)/.installed
 
-.PHONY: venv mermaid check lint typecheck test test-fast docs site-check serve bench readme readme-check clean golden
+.PHONY: venv mermaid check lint typecheck test test-fast docs site-check serve bench readme readme-check clean golden \
+        reference reference-check screenshots
 
 venv: $(STAMP)
 
@@ -52,6 +53,23 @@ readme: venv
 
 readme-check: venv
 	$(BIN)/traindoc readme README.md --check
+
+# docs/reference/{spec,cli}.md are generated Markdown (readable on GitHub); CI fails when they drift.
+reference: venv
+	$(BIN)/traindoc reference spec -o docs/reference/spec.md
+	$(BIN)/traindoc reference cli -o docs/reference/cli.md
+
+reference-check: venv
+	$(BIN)/traindoc reference spec -o docs/reference/spec.md --check
+	$(BIN)/traindoc reference cli -o docs/reference/cli.md --check
+
+# Full-page screenshots of every page of the built site (light and dark) into site-screenshots/, each
+# checked for label size (>= 9 px) and overlapping labels; then the themed tiny sites (slow tests).
+screenshots: venv mermaid
+	$(BIN)/mkdocs build --strict
+	$(BIN)/python tests/sitecheck.py site --screenshots site-screenshots
+	$(BIN)/python tests/sitecheck.py site --dark --screenshots site-screenshots
+	TRAINDOC_SCREENSHOTS=$(CURDIR)/site-screenshots $(BIN)/python -m pytest -q tests/test_pages.py
 
 golden: venv
 	$(BIN)/python -m pytest -q tests/test_golden.py --update-golden

@@ -145,7 +145,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
         print(json.dumps([f.model_dump() for f in findings], indent=2))
     else:
         print(lint.format_findings(findings), end="")
-    if args.strict and any(f.severity == "warning" for f in findings):
+    if args.strict and lint.failing(findings):
         return 9
     return 0
 
@@ -153,7 +153,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
 def cmd_reference(args: argparse.Namespace) -> int:
     from . import reference
 
-    text = reference.spec_reference() if args.what == "spec" else reference.cli_reference()
+    text = reference.page(args.what)
     if not args.output:
         print(text, end="")
         return 0

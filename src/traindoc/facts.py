@@ -8,7 +8,7 @@ reading them back never imports pydantic or torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .records import Record
 
@@ -210,3 +210,4 @@ class Facts(Record):
     metrics: list[str]
     expect: ExpectFacts
     traindoc_version: str
+    lint_ignore: dict[str, str] = field(default_factory=dict)  # rule id -> reason (spec.lint.ignore)

@@ -472,4 +472,5 @@ def facts(spec: Pipeline, file: Path, root: Path | None = None) -> Facts:
         metrics=list(spec.monitoring.metrics),
         expect=ExpectFacts(**spec.expect.model_dump()),
         traindoc_version=__version__,
+        lint_ignore=dict(spec.lint.ignore),
     )

@@ -18,7 +18,7 @@ from .atomic import locked
 from .errors import CacheCorrupt, LoadError, TraindocError, UserCodeError
 from .facts import Facts
 from .loader import parse_ref, source_file
-from .project import find_root, resolve_name
+from .project import find_root, known_names_hint, resolve_name
 from .redact import redact
 
 
@@ -36,7 +36,13 @@ def target(ref: str, root: Path | None = None) -> Target:
     root = root or find_root()
     text = resolve_name(ref, root)
     parsed = parse_ref(text, root)
-    file = source_file(parsed)
+    try:
+        file = source_file(parsed)
+    except LoadError:
+        hint = known_names_hint(ref, root) if text == ref else ""
+        if not hint:
+            raise
+        raise LoadError(f"{ref}: unknown pipeline{hint}") from None
     if parsed.path is not None:  # normalise to an absolute file reference
         text = f"{parsed.path}:{parsed.attr}" if parsed.attr else str(parsed.path)
     return Target(ref=text, file=file, root=root, attr=parsed.attr)
