@@ -29,23 +29,27 @@ PAGES = {
 FENCE = "!!python/name:pymdownx.superfences.fence_code_format"
 
 
+def guide_block(tag: str) -> str:
+    """The YAML block after ``<!-- guide:TAG -->`` in docs/guide.md: the guide's configuration is what is tested."""
+    text = (REPO / "docs" / "guide.md").read_text()
+    after = text.split(f"<!-- guide:{tag} -->\n", 1)[1]
+    return after.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
 def write_site(root: Path, theme: str, pages: dict[str, str] = PAGES) -> Path:
     docs = root / "docs"
     docs.mkdir(exist_ok=True)
     for name, text in pages.items():
         (docs / name).write_text(text)
-    theme_cfg: dict[str, object] = {"name": theme}
     if theme == "material":
-        theme_cfg["font"] = False
-    else:
-        theme_cfg["highlightjs"] = False  # the mkdocs and readthedocs themes load highlight.js from a CDN
-    cfg = {"site_name": "tiny", "theme": theme_cfg, "plugins": ["search", {"traindoc": {"mermaid": "local"}}]}
-    text = yaml.safe_dump(cfg, sort_keys=False)
-    text += (
-        "markdown_extensions:\n  - tables\n  - pymdownx.superfences:\n      custom_fences:\n"
-        f"        - name: mermaid\n          class: mermaid\n          format: {FENCE}\n"
-    )
-    (root / "mkdocs.yml").write_text(text)
+        cfg = {"theme": {"name": "material", "font": False}, "plugins": ["search", "traindoc"]}
+        text = yaml.safe_dump(cfg, sort_keys=False) + (
+            "markdown_extensions:\n  - tables\n  - pymdownx.superfences:\n      custom_fences:\n"
+            f"        - name: mermaid\n          class: mermaid\n          format: {FENCE}\n"
+        )
+    else:  # exactly the guide's section for these themes
+        text = guide_block("themes").replace("name: readthedocs", f"name: {theme}")
+    (root / "mkdocs.yml").write_text("site_name: tiny\n" + text)
     return root
 
 
@@ -131,7 +135,8 @@ def test_properdocs_builds_a_traindoc_site(make_project: ProjectFactory, session
 
 def test_zensical_renders_the_fence_formatter_offline(make_project: ProjectFactory, session_browser: object) -> None:
     """Zensical runs superfences formatters but no MkDocs plugin: facts come from the cache (filled by
-    ``traindoc inspect``), the pinned Mermaid is placed in docs/ by ``traindoc mermaid-install``."""
+    ``traindoc inspect``), the pinned Mermaid is placed in docs/ by ``traindoc mermaid-install`` — the
+    guide's steps and configuration, verbatim."""
     from sitecheck import check_site
 
     root = make_project()
@@ -141,15 +146,7 @@ def test_zensical_renders_the_fence_formatter_offline(make_project: ProjectFacto
     assert out.returncode == 0, out.stderr
     (root / "docs" / "index.md").write_text(PAGES["index.md"])
     (root / "docs" / "data.md").write_text(PAGES["data.md"])
-    (root / "mkdocs.yml").write_text(
-        "site_name: tiny\n"
-        "theme:\n  name: material\n  font: false\n"
-        "extra_javascript:\n  - assets/traindoc/mermaid.min.js\n"
-        "markdown_extensions:\n  - tables\n  - pymdownx.superfences:\n      custom_fences:\n"
-        f"        - name: mermaid\n          class: mermaid\n          format: {FENCE}\n"
-        "        - name: traindoc\n          class: traindoc\n"
-        "          format: !!python/name:traindoc.docsgen.formatter\n"
-    )
+    (root / "mkdocs.yml").write_text(guide_block("zensical"))  # exactly the guide's configuration
     out = run([zensical, "build", "--clean"], root, PYTHONPATH=os.pathsep.join(sys.path))
     assert out.returncode == 0, out.stdout + out.stderr
     html = (root / "site" / "index.html").read_text()

@@ -296,3 +296,12 @@ def test_data_diagram_says_what_this_run_does_and_system_diagram_keeps_torch_out
     assert "Target: host → GPU copy" in loader_text and "This docs run: on CPU, no copy" in loader_text
     system = diagrams.diagram(facts, "system").text
     assert facts.devices.torch_version.split("+")[0] not in system and "torch from the image" in system
+
+
+def test_every_plugin_option_is_in_the_guide() -> None:
+    from traindoc.mkdocs_plugin import TraindocConfig
+
+    guide = (REPO / "docs" / "guide.md").read_text()
+    table = guide.split("### Plugin options", 1)[1].split("\n## ", 1)[0]
+    options = [name for name in vars(TraindocConfig) if not name.startswith("_") and name != "config_file_path"]
+    assert options and all(f"| `{name}` |" in table for name in options), options
