@@ -28,6 +28,12 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 
 FORMATS = {".svg": "svg", ".png": "png", ".mmd": "mmd"}
+# No font is embedded in an SVG (a whole DejaVu Sans would add ~1 MB to a ~36 KB diagram): the text names
+# families common on Windows, macOS and Linux, CJK ones included, so each viewer picks one it has.
+FONT_FAMILY = (
+    '"trebuchet ms", verdana, arial, "DejaVu Sans", "Noto Sans", "Noto Sans CJK SC", "Source Han Sans SC", '
+    '"PingFang SC", "Microsoft YaHei", sans-serif'
+)
 
 
 def format_for(output: Path, requested: str | None) -> str:
@@ -70,9 +76,10 @@ def export(
         try:
             page.evaluate(f"document.body.style.margin='0'; document.body.style.background='{background}'")
             rendered = page.evaluate(
-                """async ([text, theme, html, background]) => {
+                """async ([text, theme, html, background, fonts]) => {
                     mermaid.initialize({startOnLoad: false, theme: theme, securityLevel: 'strict',
-                                        htmlLabels: html, flowchart: {htmlLabels: html}});
+                                        htmlLabels: html, flowchart: {htmlLabels: html},
+                                        themeVariables: {fontFamily: fonts}});
                     try {
                       const {svg} = await mermaid.render('export', text);
                       const host = document.createElement('div');
@@ -91,7 +98,7 @@ def export(
                       return {svg: xml, error: null, width: w, height: h};
                     } catch (e) { return {svg: '', error: String(e && e.message || e)}; }
                 }""",
-                [d.text, mermaid_theme, fmt == "png", background],
+                [d.text, mermaid_theme, fmt == "png", background, FONT_FAMILY],
             )
             if rendered["error"]:
                 raise BrowserUnavailable(f"Mermaid could not render the {kind} diagram: {rendered['error']}")
