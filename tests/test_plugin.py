@@ -80,8 +80,8 @@ def test_execute_auto_runs_once_then_reuses_the_cache(make_project: ProjectFacto
     assert first.returncode == 0, first.stderr
     page = html(root, "run")
     assert "✅ Passed" in page and "runs on CPU, as the spec asks" in page and "from the cache" not in page
-    assert 'data-traindoc="chart"' in page  # the training chart, an SVG traindoc draws
-    assert page.count('class="mermaid"') == 1 and "reloaded into a fresh model and verified" in page
+    assert page.count('data-traindoc="chart"') == 1  # the training chart, an SVG traindoc draws
+    assert page.count('class="mermaid"') == 0 and "reloaded into a fresh model and verified" in page
     assert "assets/traindoc/mermaid.min.js" in page and "unpkg" not in page and "jsdelivr" not in page
     assert (root / "site" / "assets" / "traindoc" / "mermaid.min.js").stat().st_size > 1_000_000
     second = build(root)
