@@ -67,9 +67,11 @@ reference-check: venv
 # checked for label size (>= 9 px) and overlapping labels; then the themed tiny sites (slow tests).
 screenshots: venv mermaid
 	$(BIN)/mkdocs build --strict
-	$(BIN)/python tests/sitecheck.py site --screenshots site-screenshots
-	$(BIN)/python tests/sitecheck.py site --dark --screenshots site-screenshots
-	TRAINDOC_SCREENSHOTS=$(CURDIR)/site-screenshots $(BIN)/python -m pytest -q tests/test_pages.py
+	status=0; \
+	$(BIN)/python tests/sitecheck.py site --screenshots site-screenshots || status=1; \
+	$(BIN)/python tests/sitecheck.py site --dark --screenshots site-screenshots || status=1; \
+	TRAINDOC_SCREENSHOTS=$(CURDIR)/site-screenshots $(BIN)/python -m pytest -q tests/test_pages.py || status=1; \
+	exit $$status
 
 golden: venv
 	$(BIN)/python -m pytest -q tests/test_golden.py --update-golden

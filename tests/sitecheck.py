@@ -1,4 +1,6 @@
-"""Serve a built site on loopback, open every page in headless Chromium, and report what rendered.
+"""Serve a built site on loopback, open every page in headless Chromium, and report what rendered,
+how small its smallest diagram label is (CSS px at a 1280-px window, where Material's column is ~690 px)
+and which labels overlap; optionally a full-page screenshot of each page (light or dark).
 
 Used by the browser tests (and runnable by hand: ``python tests/sitecheck.py site``). Material draws
 Mermaid into a closed shadow root, so an init script opens shadow roots for inspection.
