@@ -305,3 +305,15 @@ def test_every_plugin_option_is_in_the_guide() -> None:
     table = guide.split("### Plugin options", 1)[1].split("\n## ", 1)[0]
     options = [name for name in vars(TraindocConfig) if not name.startswith("_") and name != "config_file_path"]
     assert options and all(f"| `{name}` |" in table for name in options), options
+
+
+@pytest.mark.slow
+def test_chart_command_writes_the_last_runs_chart(make_project: ProjectFactory) -> None:
+    root = make_project()
+    out = traindoc_cli(root, "chart", "tiny", "-o", "loss.svg")
+    assert out.returncode == 1 and "no recorded run" in out.stderr and not (root / "loss.svg").exists()
+    assert traindoc_cli(root, "run", "tiny", "--docs").returncode == 0
+    out = traindoc_cli(root, "chart", "tiny", "-o", "loss.svg")
+    assert out.returncode == 0, out.stderr
+    words = " ".join(texts((root / "loss.svg").read_text()))
+    assert "smoothed" in words and "validation" in words and "Learning rate" in words and "Throughput" in words

@@ -2,7 +2,8 @@
 
 ``block(kind, ...)`` renders one of :data:`BLOCKS` from facts and, for run reports, a results record
 or a status notice. Every block is plain Markdown with ```` ```mermaid ```` fences, so GitHub,
-GitLab, Material and mermaid2 all render it.
+GitLab, Material and mermaid2 all render it; the run report adds its training chart as inline SVG
+(:mod:`traindoc.charts`), left out of README sections because GitHub strips inline SVG.
 """
 
 from __future__ import annotations
