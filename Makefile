@@ -6,7 +6,8 @@ MERMAID_VERSION := 11.12.0
 MERMAID_DIR     := .cache/mermaid/$(MERMAID_VERSION)
 STAMP     := $(VENV)/.installed
 
-.PHONY: venv mermaid browser check lint typecheck test test-fast docs site-check serve bench readme readme-check clean golden
+.PHONY: venv mermaid browser check lint typecheck test test-fast docs site-check serve bench readme readme-check clean golden \
+        reference reference-check screenshots
 
 venv: $(STAMP)
 
@@ -63,6 +64,25 @@ readme: venv
 
 readme-check: venv
 	$(BIN)/traindoc readme README.md --check
+
+# docs/reference/{spec,cli}.md are generated Markdown (readable on GitHub); CI fails when they drift.
+reference: venv
+	$(BIN)/traindoc reference spec -o docs/reference/spec.md
+	$(BIN)/traindoc reference cli -o docs/reference/cli.md
+
+reference-check: venv
+	$(BIN)/traindoc reference spec -o docs/reference/spec.md --check
+	$(BIN)/traindoc reference cli -o docs/reference/cli.md --check
+
+# Full-page screenshots of every page of the built site (light and dark) into site-screenshots/, each
+# checked for label size (>= 9 px) and overlapping labels; then the themed tiny sites (slow tests).
+screenshots: venv mermaid
+	$(BIN)/mkdocs build --strict
+	status=0; \
+	$(BIN)/python tests/sitecheck.py site --screenshots site-screenshots || status=1; \
+	$(BIN)/python tests/sitecheck.py site --dark --screenshots site-screenshots || status=1; \
+	TRAINDOC_SCREENSHOTS=$(CURDIR)/site-screenshots $(BIN)/python -m pytest -q tests/test_pages.py || status=1; \
+	exit $$status
 
 golden: venv
 	$(BIN)/python -m pytest -q tests/test_golden.py --update-golden

@@ -1,4 +1,6 @@
-"""Serve a built site on loopback, open every page in headless Chromium, and report what rendered.
+"""Serve a built site on loopback, open every page in headless Chromium, and report what rendered,
+how small its smallest diagram label is (CSS px at a 1280-px window, where Material's column is ~690 px)
+and which labels overlap; optionally a full-page screenshot of each page (light or dark).
 
 Used by the browser tests (and runnable by hand: ``python tests/sitecheck.py site``). Material draws
 Mermaid into a closed shadow root, so an init script opens shadow roots for inspection.
@@ -15,9 +17,10 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
-from traindoc.browser import OPEN_SHADOW_ROOTS, chromium
+from traindoc.browser import MEASURE_JS, MIN_TEXT_PX, OPEN_SHADOW_ROOTS, chromium
 
 COUNT_JS = """
 async () => {
@@ -41,11 +44,24 @@ async () => {
 """
 
 
+VIEWPORT = {"width": 1280, "height": 900}  # Material's content column is ~690 px wide here
+
+
 @dataclass
 class PageReport:
     url: str
     blocks: list[dict[str, object]] = field(default_factory=list)
     console_errors: list[str] = field(default_factory=list)
+    diagrams: list[dict[str, Any]] = field(default_factory=list)  # per SVG: min_px, labels, overlaps, width
+
+    @property
+    def min_px(self) -> float | None:
+        sizes = [d["min_px"] for d in self.diagrams if d["min_px"] is not None]
+        return min(sizes) if sizes else None
+
+    @property
+    def overlaps(self) -> list[list[str]]:
+        return [o for d in self.diagrams for o in d["overlaps"]]
 
 
 @dataclass
@@ -70,15 +86,20 @@ def serve(folder: Path) -> Iterator[str]:
             httpd.shutdown()
 
 
-def check_site(site: Path, browser: object = None) -> SiteReport:
+def check_site(
+    site: Path, browser: object = None, *, dark: bool = False, screenshots: Path | None = None
+) -> SiteReport:
+    """Open every page; with ``screenshots`` a full-page PNG of each lands there (``<page>-light.png``)."""
     if browser is None:
         with chromium() as launched:
-            return check_site(site, launched)
+            return check_site(site, launched, dark=dark, screenshots=screenshots)
     pages = sorted(p for p in site.rglob("index.html") if "search" not in p.parts)
     external: list[str] = []
     reports: list[PageReport] = []
     with serve(site) as base:
-        context = browser.new_context()  # type: ignore[attr-defined]
+        context = browser.new_context(  # type: ignore[attr-defined]
+            viewport=VIEWPORT, color_scheme="dark" if dark else "light"
+        )
         context.add_init_script(OPEN_SHADOW_ROOTS)
 
         def route(r: object) -> None:
@@ -99,25 +120,50 @@ def check_site(site: Path, browser: object = None) -> SiteReport:
             page.on("console", lambda m, rep=report: rep.console_errors.append(m.text) if m.type == "error" else None)
             page.goto(url, wait_until="load")
             report.blocks = page.evaluate(COUNT_JS)
+            page.wait_for_timeout(200)  # fonts and the last layout pass
+            report.diagrams = page.evaluate(MEASURE_JS)
+            if screenshots is not None:
+                screenshots.mkdir(parents=True, exist_ok=True)
+                name = (rel if rel != "." else "index").replace("/", "-")
+                page.screenshot(path=str(screenshots / f"{name}-{'dark' if dark else 'light'}.png"), full_page=True)
             page.close()
             reports.append(report)
         context.close()
     return SiteReport(pages=reports, external_requests=external)
 
 
-def main(argv: list[str]) -> int:
-    """Exit 1 unless every Mermaid block on every page rendered and nothing left the machine."""
-    rep = check_site(Path(argv[0] if argv else "site"))
-    problems = [
+def problems_of(rep: SiteReport) -> list[str]:
+    """Every rendering, readability and offline problem of a checked site, one line each."""
+    out = [
         f"{p.url}: block {i} did not render"
         for p in rep.pages
         for i, b in enumerate(p.blocks)
         if not b["svg"] or b["error"]
     ]
-    problems += [f"request left the machine: {url}" for url in rep.external_requests]
+    for p in rep.pages:
+        for d in p.diagrams:
+            if d["min_px"] is not None and d["min_px"] < MIN_TEXT_PX:
+                out.append(f"{p.url}: {d['kind']} text {d['min_px']:.1f} px < {MIN_TEXT_PX} px ({d['smallest']!r})")
+            out += [f"{p.url}: {d['kind']} labels overlap: {a!r} / {b!r}" for a, b in d["overlaps"]]
+    out += [f"request left the machine: {url}" for url in rep.external_requests]
+    return out
+
+
+def main(argv: list[str]) -> int:
+    """Exit 1 unless every diagram on every page rendered readably and nothing left the machine.
+
+    ``python tests/sitecheck.py SITE [--dark] [--screenshots DIR]``
+    """
+    shots = Path(argv[argv.index("--screenshots") + 1]) if "--screenshots" in argv else None
+    rest = [a for i, a in enumerate(argv) if not a.startswith("--") and (i == 0 or argv[i - 1] != "--screenshots")]
+    rep = check_site(Path(rest[0] if rest else "site"), dark="--dark" in argv, screenshots=shots)
+    problems = problems_of(rep)
     blocks = sum(len(p.blocks) for p in rep.pages)
     for p in rep.pages:
-        print(f"{p.url}: {len(p.blocks)} diagram(s) rendered" if p.blocks else f"{p.url}: no diagrams")
+        small = "n/a" if p.min_px is None else f"{p.min_px:.1f} px"
+        print(
+            f"{p.url}: {len(p.diagrams)} diagram(s), smallest text {small}, {len(p.overlaps)} overlapping label pair(s)"
+        )
     if blocks == 0:
         problems.append("no Mermaid blocks found at all")
     for line in problems:

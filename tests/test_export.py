@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 from pathlib import Path
 
@@ -17,14 +18,33 @@ def export(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return traindoc_cli(REPO, "export", "pipeline/digits.py", *args)
 
 
-def test_svg_contains_the_node_labels(tmp_path: Path) -> None:
-    browser_or_skip()
-    out = tmp_path / "system.svg"
-    proc = export(tmp_path, "--kind", "system", "--format", "svg", "-o", str(out))
+def test_svg_is_standalone_xml_with_the_node_labels(tmp_path: Path, session_browser: object) -> None:
+    import xml.etree.ElementTree as ET
+
+    out, dark = tmp_path / "system.svg", tmp_path / "dark.svg"
+    proc = export(tmp_path, "--kind", "system", "-o", str(out))  # format from the extension
     assert proc.returncode == 0, proc.stderr
-    svg = out.read_text()
-    assert svg.startswith("<svg") and "pytorch-cuda:v2.6-cuda11.8" in svg and "Jupyter" in svg
-    assert "NVIDIA GPU (如 A100/V100)" in svg  # the project's template override is used
+    assert export(tmp_path, "--kind", "data", "--theme", "dark", "-o", str(dark)).returncode == 0
+    for path in (out, dark):
+        root = ET.fromstring(path.read_bytes())  # well-formed XML: no HTML <br> in labels
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        assert not root.findall(".//{http://www.w3.org/2000/svg}foreignObject")
+    labels = [
+        " ".join("".join(t.itertext()).split())
+        for t in ET.parse(out).getroot().iter("{http://www.w3.org/2000/svg}text")
+    ]
+    words = " ".join(labels)
+    assert "pytorch-cuda:v2.6-cuda11.8" in words and "Jupyter" in words
+    assert "NVIDIA GPU (如" in words  # the project's template override (CJK labels) is used
+    page = session_browser.new_page()  # type: ignore[attr-defined]
+    try:  # Chromium decodes each file as an image (it refuses SVG that is not XML)
+        for path in (out, dark):
+            data = base64.b64encode(path.read_bytes()).decode()
+            page.set_content(f"<img id='i' src='data:image/svg+xml;base64,{data}'>")
+            page.wait_for_function("document.getElementById('i').complete")
+            assert page.evaluate("document.getElementById('i').naturalWidth") > 300
+    finally:
+        page.close()
 
 
 def test_png_has_the_requested_scale_and_dark_differs(tmp_path: Path) -> None:
@@ -33,6 +53,7 @@ def test_png_has_the_requested_scale_and_dark_differs(tmp_path: Path) -> None:
     for path, extra in ((one, ["--scale", "1"]), (two, ["--scale", "2"]), (dark, ["--scale", "1", "--theme", "dark"])):
         proc = export(tmp_path, "--kind", "data", "--format", "png", "-o", str(path), *extra)
         assert proc.returncode == 0, proc.stderr
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # a .png file is a PNG
     w1, h1 = png_size(one.read_bytes())
     w2, h2 = png_size(two.read_bytes())
     assert w1 > 300 and h1 > 50

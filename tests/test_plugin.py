@@ -80,8 +80,8 @@ def test_execute_auto_runs_once_then_reuses_the_cache(make_project: ProjectFacto
     assert first.returncode == 0, first.stderr
     page = html(root, "run")
     assert "✅ Passed" in page and "runs on CPU, as the spec asks" in page and "from the cache" not in page
-    assert "xychart-beta" in page  # the loss curve, as copyable Mermaid
-    assert page.count('class="mermaid"') == 1 and "reloaded into a fresh model and verified" in page
+    assert page.count('data-traindoc="chart"') == 1  # the training chart, an SVG traindoc draws
+    assert page.count('class="mermaid"') == 0 and "reloaded into a fresh model and verified" in page
     assert "assets/traindoc/mermaid.min.js" in page and "unpkg" not in page and "jsdelivr" not in page
     assert (root / "site" / "assets" / "traindoc" / "mermaid.min.js").stat().st_size > 1_000_000
     second = build(root)
@@ -131,7 +131,7 @@ def test_prerequisites_are_checked(make_project: ProjectFactory) -> None:
     out = build(root)
     assert out.returncode != 0 and "pinned to an exact version" in out.stderr
     out = build(make_site(root), env={"TRAINDOC_MERMAID_DIR": str(root / "nowhere")})
-    assert out.returncode != 0 and "make mermaid" in out.stderr
+    assert out.returncode != 0 and "traindoc mermaid-fetch" in out.stderr
 
 
 def test_mermaid2_integration_loads_mermaid_once_and_locally(make_project: ProjectFactory) -> None:
@@ -155,8 +155,9 @@ def test_built_site_renders_every_diagram_offline(
     report = check_site(root / "site", session_browser)
     assert report.external_requests == []
     blocks = [b for p in report.pages for b in p.blocks]
-    kinds = sorted(str(b["kind"]) for b in blocks)  # system, model, data, distributed + the run's loss chart
-    assert kinds == ["flowchart-v2"] * 4 + ["xychart"], report
+    kinds = sorted(str(b["kind"]) for b in blocks)  # system, model, data, distributed (the chart is no Mermaid)
+    assert kinds == ["flowchart-v2"] * 4, report
+    assert [str(d["kind"]) for p in report.pages for d in p.diagrams].count("chart") == 1
     assert all(b["svg"] and not b["error"] for b in blocks), report
 
 

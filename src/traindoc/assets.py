@@ -34,8 +34,8 @@ def mermaid_js(version: str | None = None, root: Path | None = None) -> Path:
     path = mermaid_dir(version, root) / "mermaid.min.js"
     if not path.is_file():
         raise BrowserUnavailable(
-            f"{path}: pinned Mermaid {version or MERMAID_VERSION} not found; run `make mermaid` "
-            f"(or `traindoc mermaid-fetch`), which uses `npm pack mermaid@{version or MERMAID_VERSION}`"
+            f"{path}: pinned Mermaid {version or MERMAID_VERSION} not found; run `traindoc mermaid-fetch` "
+            f"(it uses `npm pack mermaid@{version or MERMAID_VERSION}`) or set TRAINDOC_MERMAID_DIR"
         )
     return path
 
@@ -69,3 +69,18 @@ def fetch_mermaid(version: str | None = None, root: Path | None = None) -> Path:
             shutil.rmtree(target)
         os.replace(staging, target)  # atomic: a half-fetched build is never seen
     return target / "mermaid.min.js"
+
+
+SITE_PATH = "assets/traindoc/mermaid.min.js"  # where the plugin, and mermaid-install, put it in a site
+
+
+def install_mermaid(docs_dir: Path, root: Path | None = None) -> Path:
+    """Copy the pinned build into ``docs_dir`` (for Zensical, which runs no MkDocs plugin): the site then
+    serves it and loads nothing from a CDN. Only this one file is written; it is never deleted."""
+    from . import atomic
+
+    target = docs_dir / SITE_PATH
+    data = mermaid_js(root=root).read_bytes()
+    if not (target.is_file() and target.read_bytes() == data):
+        atomic.write_bytes(target, data)
+    return target

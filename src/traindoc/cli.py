@@ -16,10 +16,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
-from .errors import TraindocError
+from .errors import ChartError, TraindocError
 
 if TYPE_CHECKING:
     from .facts import Facts
+
+
+KIND_HELP = "which diagram (default: system)"
+DIRECTION_HELP = "system/data/distributed layout: auto (top-down, fits a docs column), TB or LR (slides)"
 
 
 def _facts(args: argparse.Namespace) -> Facts:
@@ -55,7 +59,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
     from .diagrams import diagram
     from .render import project_templates_dir
 
-    d = diagram(_facts(args), args.kind, args.depth, project_templates_dir(Path.cwd()))
+    d = diagram(_facts(args), args.kind, args.depth, project_templates_dir(Path.cwd()), args.direction)
     print(mermaid.fenced(d.text) if args.format == "md" else d.text, end="")
     return 0
 
@@ -109,11 +113,33 @@ def cmd_commands(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from . import export
 
+    fmt = export.format_for(Path(args.output), args.format)  # checked before any work
     facts = _facts(args)
     out = export.export(
-        facts, args.kind, args.format, Path(args.output), theme=args.theme, scale=args.scale, depth=args.depth
+        facts,
+        args.kind,
+        fmt,
+        Path(args.output),
+        theme=args.theme,
+        scale=args.scale,
+        depth=args.depth,
+        direction=args.direction,
     )
-    print(f"wrote {out}")
+    print(f"wrote {out} ({out.stat().st_size:,} bytes)")
+    return 0
+
+
+def cmd_chart(args: argparse.Namespace) -> int:
+    from . import atomic, content, runner
+
+    result = runner.latest(args.pipeline, runner.RunOptions(cache_dir=Path(args.cache_dir) if args.cache_dir else None))
+    if result is None:
+        raise ChartError(f"{args.pipeline}: no recorded run; run `traindoc run {args.pipeline} --docs` first")
+    svg = content.run_chart(result, standalone=True)
+    if not svg:
+        raise ChartError(f"{args.pipeline}: the last run recorded no loss values")
+    atomic.write_text(Path(args.output), svg + "\n")
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -125,7 +151,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
         print(json.dumps([f.model_dump() for f in findings], indent=2))
     else:
         print(lint.format_findings(findings), end="")
-    if args.strict and any(f.severity == "warning" for f in findings):
+    if args.strict and lint.failing(findings):
         return 9
     return 0
 
@@ -133,7 +159,23 @@ def cmd_lint(args: argparse.Namespace) -> int:
 def cmd_reference(args: argparse.Namespace) -> int:
     from . import reference
 
-    print(reference.spec_reference() if args.what == "spec" else reference.cli_reference(), end="")
+    text = reference.page(args.what)
+    if not args.output:
+        print(text, end="")
+        return 0
+    out = Path(args.output)
+    current = out.read_text(encoding="utf-8") if out.is_file() else None
+    if args.check:
+        if current != text:
+            print(f"{out}: stale; run `traindoc reference {args.what} -o {out}`", file=sys.stderr)
+            return 7
+        print(f"{out}: up to date")
+        return 0
+    if current != text:
+        from .atomic import write_text
+
+        write_text(out, text)
+    print(f"{out}: {'updated' if current != text else 'unchanged'}")
     return 0
 
 
@@ -142,6 +184,14 @@ def cmd_mermaid_fetch(args: argparse.Namespace) -> int:
 
     path = assets.fetch_mermaid(args.version)
     print(f"Mermaid: {path}")
+    return 0
+
+
+def cmd_mermaid_install(args: argparse.Namespace) -> int:
+    from . import assets
+
+    path = assets.install_mermaid(Path(args.docs_dir))
+    print(f"Mermaid {assets.MERMAID_VERSION}: {path}; list '{assets.SITE_PATH}' under extra_javascript")
     return 0
 
 
@@ -166,8 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("diagram", help="print a Mermaid diagram")
     pipeline_arg(sp)
-    sp.add_argument("--kind", choices=["system", "model", "data", "distributed"], default="system")
+    sp.add_argument("--kind", choices=["system", "model", "data", "distributed"], default="system", help=KIND_HELP)
     sp.add_argument("--depth", type=int, default=None, help="model diagram: module tree depth (default: all that fits)")
+    sp.add_argument("--direction", choices=["auto", "TB", "LR"], default="auto", help=DIRECTION_HELP)
     sp.add_argument(
         "--format", choices=["mmd", "md"], default="mmd", help="mmd = Mermaid text; md = a ```mermaid fence"
     )
@@ -190,39 +241,67 @@ def build_parser() -> argparse.ArgumentParser:
     sp.set_defaults(func=cmd_run)
 
     sp = sub.add_parser("readme", help="fill <!-- traindoc:begin ... --> sections in a Markdown file")
-    sp.add_argument("file")
+    sp.add_argument("file", help="the Markdown file (e.g. README.md)")
     sp.add_argument("--check", action="store_true", help="change nothing; exit 7 with a diff when stale")
-    sp.add_argument("--cache-dir", default=None)
+    sp.add_argument("--cache-dir", default=None, help="cache folder (default .cache/traindoc)")
     sp.set_defaults(func=cmd_readme)
 
     sp = sub.add_parser("commands", help="print docker / ssh / torchrun / Kubernetes launch commands")
     pipeline_arg(sp)
-    sp.add_argument("--kind", choices=["all", "docker", "access", "torchrun", "kubernetes"], default="all")
+    sp.add_argument(
+        "--kind",
+        choices=["all", "docker", "access", "torchrun", "kubernetes"],
+        default="all",
+        help="which commands (default: all)",
+    )
     sp.set_defaults(func=cmd_commands)
 
     sp = sub.add_parser("export", help="render a diagram to SVG/PNG in headless Chromium, or write .mmd")
     pipeline_arg(sp)
-    sp.add_argument("--kind", choices=["system", "model", "data", "distributed"], default="system")
-    sp.add_argument("--format", choices=["svg", "png", "mmd"], default="svg")
-    sp.add_argument("-o", "--output", required=True)
-    sp.add_argument("--theme", choices=["light", "dark"], default="light")
-    sp.add_argument("--scale", type=float, default=2.0, help="PNG pixel ratio")
-    sp.add_argument("--depth", type=int, default=None)
+    sp.add_argument("--kind", choices=["system", "model", "data", "distributed"], default="system", help=KIND_HELP)
+    sp.add_argument(
+        "--format",
+        choices=["svg", "png", "mmd"],
+        default=None,
+        help="svg, png or mmd; default: from the output's extension (a mismatch is an error)",
+    )
+    sp.add_argument("-o", "--output", required=True, help="file to write: .svg, .png or .mmd")
+    sp.add_argument("--theme", choices=["light", "dark"], default="light", help="colours (default: light)")
+    sp.add_argument("--scale", type=float, default=2.0, help="PNG pixel ratio (default: 2)")
+    sp.add_argument("--depth", type=int, default=None, help="model diagram: module tree depth (default: all that fits)")
+    sp.add_argument("--direction", choices=["auto", "TB", "LR"], default="auto", help=DIRECTION_HELP)
     sp.set_defaults(func=cmd_export)
+
+    sp = sub.add_parser("chart", help="write the last run's training chart (loss, lr, throughput) as an SVG file")
+    sp.add_argument(
+        "pipeline",
+        help="pipeline reference: file.py, file.py:name, package.module:name, or a name from pyproject.toml",
+    )
+    sp.add_argument("-o", "--output", required=True, help="SVG file to write (e.g. docs/loss.svg for a README)")
+    sp.add_argument("--cache-dir", default=None, help="cache folder (default .cache/traindoc)")
+    sp.set_defaults(func=cmd_chart)
 
     sp = sub.add_parser("lint", help="check the pipeline against training-system best practice")
     pipeline_arg(sp)
     sp.add_argument("--strict", action="store_true", help="exit 9 when there are warnings")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the findings as JSON")
     sp.set_defaults(func=cmd_lint)
 
     sp = sub.add_parser("reference", help="print the spec or CLI reference as Markdown")
-    sp.add_argument("what", choices=["spec", "cli"])
+    sp.add_argument("what", choices=["spec", "cli"], help="spec = the pipeline spec's fields; cli = this CLI")
+    sp.add_argument("-o", "--output", default=None, help="write to this file (unchanged files are not rewritten)")
+    sp.add_argument("--check", action="store_true", help="with -o: change nothing; exit 7 when the file is stale")
     sp.set_defaults(func=cmd_reference)
 
     sp = sub.add_parser("mermaid-fetch", help="fetch the pinned Mermaid build with `npm pack` into .cache/mermaid")
     sp.add_argument("--version", default=None, help="Mermaid version (default: the pinned one)")
     sp.set_defaults(func=cmd_mermaid_fetch)
+
+    sp = sub.add_parser(
+        "mermaid-install", help="copy the pinned Mermaid into a docs folder (Zensical: served offline, no CDN)"
+    )
+    sp.add_argument("docs_dir", help="the site's docs folder (docs_dir); the file lands in assets/traindoc/")
+    sp.set_defaults(func=cmd_mermaid_install)
     return p
 
 

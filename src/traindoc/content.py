@@ -2,7 +2,8 @@
 
 ``block(kind, ...)`` renders one of :data:`BLOCKS` from facts and, for run reports, a results record
 or a status notice. Every block is plain Markdown with ```` ```mermaid ```` fences, so GitHub,
-GitLab, Material and mermaid2 all render it.
+GitLab, Material and mermaid2 all render it; the run report adds its training chart as inline SVG
+(:mod:`traindoc.charts`), left out of README sections because GitHub strips inline SVG.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import commands, diagrams, lint
+from . import charts, commands, diagrams, escape, lint, mermaid, protocol
 from .facts import Facts
 from .redact import for_page
 from .render import render
@@ -20,18 +21,50 @@ DIAGRAMS = ("system", "model", "data", "distributed")
 BLOCKS = (*DIAGRAMS, "model-table", "environment", "quickstart", "commands", "lint", "run", "results")
 
 
-def diagram_block(facts: Facts, kind: str, depth: int | None, templates: str | None) -> str:
-    d = diagrams.diagram(facts, kind, depth, templates)
-    return render("diagram.md.j2", templates, d=d, facts=facts)
+def diagram_block(
+    facts: Facts, kind: str, depth: int | None, templates: str | None, direction: str | None = None
+) -> str:
+    d = diagrams.diagram(facts, kind, depth, templates, direction)
+    return render("diagram.md.j2", templates, d=d, fence=mermaid.fenced(d.text), facts=facts)
 
 
-def run_block(facts: Facts, result: RunResult | None, notice: str | None, templates: str | None) -> str:
-    chart = ""
-    if result is not None and result.loss_curve:
-        steps = [s for s, _ in result.loss_curve]
-        losses = [v for _, v in result.loss_curve]
-        chart = diagrams.loss_chart(steps, losses, templates).text
-    return render("run_report.md.j2", templates, facts=facts, r=result, notice=notice, chart=chart)
+def chart_series(result: RunResult) -> dict[str, list[tuple[float, float]]]:
+    """The run's (step, value) series for the chart: loss and validation loss from the results record,
+    learning rate and throughput from the run's step records when its folder is still there."""
+    series: dict[str, list[tuple[float, float]]] = {
+        "loss": [(float(s), float(v)) for s, v in result.loss_curve],
+        "val_loss": [(float(v.step), float(v.metrics["val_loss"])) for v in result.val if "val_loss" in v.metrics],
+        "lr": [],
+        "throughput": [],
+    }
+    steps_file = Path(result.run_dir) / protocol.STEPS if result.run_dir else None
+    if steps_file is not None and steps_file.is_file():
+        steps, _ = protocol.read_steps(steps_file)
+        series["lr"] = [(float(r.step), float(r.lr)) for r in steps if r.lr is not None]
+        series["throughput"] = [
+            (float(r.step), float(r.samples_per_s))
+            for r in steps[1:]  # the first step pays for warm-up
+            if r.samples_per_s is not None
+        ]
+    return series
+
+
+def run_chart(result: RunResult, *, standalone: bool = False) -> str:
+    """The run's training chart as SVG ("" without a loss curve)."""
+    s = chart_series(result)
+    title = f"Training of {result.pipeline}"
+    return charts.training_chart(s["loss"], s["val_loss"], s["lr"], s["throughput"], title=title, standalone=standalone)
+
+
+def run_block(
+    facts: Facts, result: RunResult | None, notice: str | None, templates: str | None, chart: bool = True
+) -> str:
+    """The run report; ``chart=False`` leaves out the inline SVG chart (GitHub strips inline SVG from a
+    README: link a file written by ``traindoc chart`` instead)."""
+    svg = run_chart(result) if chart and result is not None else ""
+    # charts.py escapes every text it draws: the SVG is already safe markup
+    html = escape.Rendered(f'<div class="traindoc-chart">{svg}</div>') if svg else ""
+    return render("run_report.md.j2", templates, facts=facts, r=result, notice=notice, chart=html)
 
 
 def block(
@@ -43,10 +76,14 @@ def block(
     depth: int | None = None,
     templates: str | None = None,
     root: Path | None = None,
+    chart: bool = True,
+    direction: str | None = None,
 ) -> str:
     """One generated block, ready for a page or a README: every value escaped by its template, then
     secrets and this machine's absolute paths removed (:func:`traindoc.redact.for_page`)."""
-    text = _block(kind, facts, result=result, notice=notice, depth=depth, templates=templates)
+    text = _block(
+        kind, facts, result=result, notice=notice, depth=depth, templates=templates, chart=chart, direction=direction
+    )
     return for_page(text, root)
 
 
@@ -58,11 +95,13 @@ def _block(
     notice: str | None,
     depth: int | None,
     templates: str | None,
+    chart: bool,
+    direction: str | None,
 ) -> str:
     if kind in DIAGRAMS:
-        return diagram_block(facts, kind, depth, templates)
+        return diagram_block(facts, kind, depth, templates, direction)
     if kind in ("run", "results"):
-        return run_block(facts, result, notice, templates)
+        return run_block(facts, result, notice, templates, chart)
     if kind == "commands":
         return commands.render_commands(facts, "all", templates)
     if kind == "quickstart":

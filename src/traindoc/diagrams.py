@@ -1,4 +1,4 @@
-"""Diagrams from facts: system, model, data, distributed (and the loss chart from results).
+"""Diagrams from facts: system, model, data, distributed (the run chart is :mod:`traindoc.charts`).
 
 Python decides structure (:mod:`.modelview`: folding runs, depth, which edges survive); the templates
 (``<kind>.mmd.j2``) decide presentation. The model diagram's default depth is the deepest whose
@@ -155,21 +155,40 @@ def _node_label_parts(facts: Facts) -> dict[str, Any]:
         "gpu_name": gpu_names[0] if gpu_names else ("CUDA GPU" if facts.devices.requested != "cpu" else ""),
         "uses_gpu": facts.devices.requested != "cpu",
         "gpu_count": d.nproc_per_node if facts.devices.requested != "cpu" else 0,
+        "ran_on_gpu": facts.devices.resolved == "cuda",  # the machine that built these docs
     }
 
 
-def system_diagram(facts: Facts, templates: str | None = None) -> Diagram:
-    return _diagram("system", render("system.mmd.j2", templates, facts=facts, **_node_label_parts(facts)))
+Direction = Literal["auto", "TB", "LR"]
+DIRECTIONS: tuple[Direction, ...] = ("auto", "TB", "LR")
 
 
-def data_diagram(facts: Facts, templates: str | None = None) -> Diagram:
-    return _diagram("data", render("data.mmd.j2", templates, facts=facts, **_node_label_parts(facts)))
+def flow_direction(direction: str | None) -> str:
+    """Mermaid's flowchart direction. ``auto`` is top-down: a docs column is ~700 px wide, and the
+    left-to-right system and data diagrams were ~2,400 px wide (text shrank to ~5 px); ``LR`` suits slides."""
+    if direction in (None, "auto"):
+        return "TB"
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; allowed: {', '.join(DIRECTIONS)}")
+    return str(direction)
+
+
+def system_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
+    parts = _node_label_parts(facts)
+    return _diagram(
+        "system", render("system.mmd.j2", templates, facts=facts, direction=flow_direction(direction), **parts)
+    )
+
+
+def data_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
+    parts = _node_label_parts(facts)
+    return _diagram("data", render("data.mmd.j2", templates, facts=facts, direction=flow_direction(direction), **parts))
 
 
 FOLD_NODES_ABOVE = 4
 
 
-def distributed_diagram(facts: Facts, templates: str | None = None) -> Diagram:
+def distributed_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
     d = facts.distributed
     if d.nnodes > FOLD_NODES_ABOVE:
         shown = [0, 1, d.nnodes - 1]
@@ -179,32 +198,26 @@ def distributed_diagram(facts: Facts, templates: str | None = None) -> Diagram:
     nodes = [
         {"rank": n, "first_rank": n * d.nproc_per_node, "last_rank": (n + 1) * d.nproc_per_node - 1} for n in shown
     ]
-    text = render("distributed.mmd.j2", templates, facts=facts, nodes=nodes, hidden=hidden, **_node_label_parts(facts))
+    text = render(
+        "distributed.mmd.j2",
+        templates,
+        facts=facts,
+        nodes=nodes,
+        hidden=hidden,
+        direction=flow_direction(direction),
+        **_node_label_parts(facts),
+    )
     return _diagram("distributed", text)
 
 
-def diagram(facts: Facts, kind: str, depth: int | None = None, templates: str | None = None) -> Diagram:
+def diagram(
+    facts: Facts, kind: str, depth: int | None = None, templates: str | None = None, direction: str | None = None
+) -> Diagram:
+    """One diagram; ``direction`` (auto, TB, LR) applies to system, data and distributed."""
     check_depth(depth)
     if kind == "model":
         return model_diagram(facts, depth, templates)
     builders = {"system": system_diagram, "data": data_diagram, "distributed": distributed_diagram}
     if kind not in builders:
         raise DiagramError(f"unknown diagram kind {kind!r}; allowed: {', '.join(KINDS)}")
-    return builders[kind](facts, templates)
-
-
-def loss_chart(steps: list[int], losses: list[float], templates: str | None = None, points: int = 60) -> Diagram:
-    """The loss curve as a Mermaid ``xychart-beta`` line (downsampled by averaging to ``points``)."""
-    if not losses:
-        return Diagram("loss", "", 0, 0, 0)
-    n = len(losses)
-    bucket = max(1, -(-n // points))
-    xs, ys = [], []
-    for i in range(0, n, bucket):
-        chunk = [v for v in losses[i : i + bucket] if v == v]
-        if chunk:
-            xs.append(steps[min(i + bucket, n) - 1])
-            ys.append(sum(chunk) / len(chunk))
-    top = max(ys) if ys else 1.0
-    text = render("loss.mmd.j2", templates, xs=xs, ys=[round(y, 4) for y in ys], y_max=round(top * 1.05 + 1e-9, 4))
-    return Diagram("loss", text, 0, 0, 0)
+    return builders[kind](facts, templates, direction)

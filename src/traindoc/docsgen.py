@@ -5,6 +5,7 @@
     show: system          # system | model | data | distributed | run | environment | commands |
                           # quickstart | lint | model-table | spec-reference | cli-reference
     depth: 2              # model diagram / table only
+    direction: auto       # system / data / distributed: auto (top-down), TB or LR
     ```
 
 A :class:`Provider` supplies facts and run results; the MkDocs plugin passes one that caches and
@@ -23,11 +24,13 @@ from typing import Any, Protocol
 import yaml
 
 from . import content
+from .diagrams import DIRECTIONS
 from .errors import CacheCorrupt, TraindocError
 from .facts import Facts
 from .results import RunResult
 
 SHOW = (*content.BLOCKS, "spec-reference", "cli-reference")
+KEYS = ("pipeline", "show", "depth", "direction")
 FENCE_RE = re.compile(
     r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*traindoc[ \t]*\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
     re.M | re.S,
@@ -43,6 +46,7 @@ class FenceOptions:
     show: str
     pipeline: str | None
     depth: int | None
+    direction: str | None = None
 
 
 def parse_options(body: str, where: str) -> FenceOptions:
@@ -51,12 +55,10 @@ def parse_options(body: str, where: str) -> FenceOptions:
     except yaml.YAMLError as exc:
         raise FenceError(f"{where}: traindoc fence is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
-        raise FenceError(f"{where}: traindoc fence must hold 'key: value' lines (pipeline, show, depth)")
-    unknown = set(data) - {"pipeline", "show", "depth"}
+        raise FenceError(f"{where}: traindoc fence must hold 'key: value' lines ({', '.join(KEYS)})")
+    unknown = set(data) - set(KEYS)
     if unknown:
-        raise FenceError(
-            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: pipeline, show, depth"
-        )
+        raise FenceError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; allowed: {', '.join(KEYS)}")
     show = str(data.get("show", "system"))
     if show not in SHOW:
         raise FenceError(f"{where}: show: {show!r} is not one of {', '.join(SHOW)}")
@@ -66,7 +68,12 @@ def parse_options(body: str, where: str) -> FenceOptions:
     depth = data.get("depth")
     if depth is not None and (not isinstance(depth, int) or depth < 1):
         raise FenceError(f"{where}: depth must be a positive integer, got {depth!r}")
-    return FenceOptions(show=show, pipeline=str(pipeline) if pipeline is not None else None, depth=depth)
+    direction = data.get("direction")
+    if direction is not None and direction not in DIRECTIONS:
+        raise FenceError(f"{where}: direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    return FenceOptions(
+        show=show, pipeline=str(pipeline) if pipeline is not None else None, depth=depth, direction=direction
+    )
 
 
 class Provider(Protocol):
@@ -93,6 +100,7 @@ def render_fence(opts: FenceOptions, provider: Provider) -> str:
         depth=opts.depth,
         templates=provider.templates,
         root=getattr(provider, "root", None),
+        direction=opts.direction,
     )
 
 

@@ -164,4 +164,14 @@ class ModelTooLarge(TraindocError):
 class DiagramError(TraindocError):
     """A diagram was asked for with an unknown kind or an impossible depth."""
 
+
+class ChartError(TraindocError):
+    """No run (or no loss values) to draw a training chart from."""
+
+    exit_code = 1
+
+
+class ExportFormatError(TraindocError):
+    """The export format does not match the output file's extension (or the extension is unknown)."""
+
     exit_code = 1

@@ -1,12 +1,18 @@
 """``traindoc export``: diagrams for slides — SVG and PNG drawn by the real Mermaid in headless
-Chromium (light or dark), or the ``.mmd`` text. Writes are atomic."""
+Chromium (light or dark), or the ``.mmd`` text. Writes are atomic.
+
+Exported SVG is standalone XML: Mermaid draws labels as SVG ``<text>`` (``htmlLabels: false``, no
+HTML ``<br>`` inside ``foreignObject``), the browser serialises it with ``XMLSerializer``, and Python's
+XML parser must accept it before it is written. The format follows the output's extension.
+"""
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from . import atomic, browser, diagrams
-from .errors import BrowserUnavailable
+from .errors import BrowserUnavailable, ExportFormatError
 from .facts import Facts
 from .project import find_root
 from .render import project_templates_dir
@@ -21,6 +27,32 @@ def png_size(data: bytes) -> tuple[int, int]:
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
+FORMATS = {".svg": "svg", ".png": "png", ".mmd": "mmd"}
+# No font is embedded in an SVG (a whole DejaVu Sans would add ~1 MB to a ~36 KB diagram): the text names
+# families common on Windows, macOS and Linux, CJK ones included, so each viewer picks one it has.
+FONT_FAMILY = (
+    '"trebuchet ms", verdana, arial, "DejaVu Sans", "Noto Sans", "Noto Sans CJK SC", "Source Han Sans SC", '
+    '"PingFang SC", "Microsoft YaHei", sans-serif'
+)
+
+
+def format_for(output: Path, requested: str | None) -> str:
+    """The export format: the output's extension decides; ``--format`` must agree with it."""
+    fmt = FORMATS.get(output.suffix.lower())
+    if fmt is None:
+        raise ExportFormatError(f"{output}: unknown extension {output.suffix!r}; use .svg, .png or .mmd")
+    if requested is not None and requested != fmt:
+        raise ExportFormatError(f"{output}: --format {requested} does not match the .{fmt} extension")
+    return fmt
+
+
+def check_svg(text: str) -> None:
+    """Raise unless ``text`` is a well-formed standalone SVG document."""
+    root = ET.fromstring(text.encode("utf-8"))
+    if root.tag != "{http://www.w3.org/2000/svg}svg":
+        raise ValueError(f"root element is {root.tag}, not an SVG <svg>")
+
+
 def export(
     facts: Facts,
     kind: str,
@@ -30,8 +62,11 @@ def export(
     theme: str = "light",
     scale: float = 2.0,
     depth: int | None = None,
+    direction: str | None = None,
 ) -> Path:
-    d = diagrams.diagram(facts, kind, depth, project_templates_dir(find_root()))
+    d = diagrams.diagram(facts, kind, depth, project_templates_dir(find_root()), direction)
+    if fmt not in FORMATS.values():
+        raise ExportFormatError(f"unknown format {fmt!r}; use svg, png or mmd")
     if fmt == "mmd":
         atomic.write_text(output, d.text)
         return output
@@ -41,8 +76,10 @@ def export(
         try:
             page.evaluate(f"document.body.style.margin='0'; document.body.style.background='{background}'")
             rendered = page.evaluate(
-                """async ([text, theme]) => {
-                    mermaid.initialize({startOnLoad: false, theme: theme, securityLevel: 'strict'});
+                """async ([text, theme, html, background, fonts]) => {
+                    mermaid.initialize({startOnLoad: false, theme: theme, securityLevel: 'strict',
+                                        htmlLabels: html, flowchart: {htmlLabels: html},
+                                        themeVariables: {fontFamily: fonts}});
                     try {
                       const {svg} = await mermaid.render('export', text);
                       const host = document.createElement('div');
@@ -55,17 +92,23 @@ def export(
                       host.style.boxSizing = 'border-box';
                       const w = Math.ceil(vb.width) + 32, h = Math.ceil(vb.height) + 32;
                       host.style.width = w + 'px'; host.style.height = h + 'px';
-                      return {svg: svg, error: null, width: w, height: h};
+                      el.setAttribute('xmlns', 'http://www.w3.org/2000/svg');
+                      if (theme === 'dark') el.style.backgroundColor = background;
+                      const xml = new XMLSerializer().serializeToString(el);
+                      return {svg: xml, error: null, width: w, height: h};
                     } catch (e) { return {svg: '', error: String(e && e.message || e)}; }
                 }""",
-                [d.text, mermaid_theme],
+                [d.text, mermaid_theme, fmt == "png", background, FONT_FAMILY],
             )
             if rendered["error"]:
                 raise BrowserUnavailable(f"Mermaid could not render the {kind} diagram: {rendered['error']}")
             if fmt == "svg":
                 svg = rendered["svg"]
-                if theme == "dark":
-                    svg = svg.replace("<svg ", f'<svg style="background-color: {background}" ', 1)
+                svg = '<?xml version="1.0" encoding="UTF-8"?>\n' + svg + "\n"
+                try:
+                    check_svg(svg)
+                except (ET.ParseError, ValueError) as exc:  # never write a file other tools reject
+                    raise BrowserUnavailable(f"Mermaid produced SVG that is not well-formed XML: {exc}") from None
                 atomic.write_text(output, svg)
             else:
                 page.set_viewport_size({"width": int(rendered["width"]), "height": int(rendered["height"])})

@@ -235,3 +235,4 @@ class Facts(Record):
     expect: ExpectFacts
     traindoc_version: str
     reads: dict[str, str] = field(default_factory=dict)  # files opened and packages imported (readset)
+    lint_ignore: dict[str, str] = field(default_factory=dict)  # rule id -> reason (spec.lint.ignore)

@@ -307,4 +307,5 @@ def facts(spec: Pipeline, file: Path, root: Path | None = None) -> Facts:
             bounds={k: BoundFact(min=b.min, max=b.max) for k, b in spec.expect.bounds.items()},
         ),
         traindoc_version=__version__,
+        lint_ignore=dict(spec.lint.ignore),
     )

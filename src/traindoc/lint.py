@@ -21,6 +21,7 @@ class Finding(Record):
     field: str
     message: str
     fix: str
+    silenced: str | None = None  # the reason given in spec.lint.ignore; a silenced finding never fails --strict
 
 
 Rule = Callable[[Facts], Finding | None]
@@ -42,7 +43,8 @@ def _w(name: str, field: str, message: str, fix: str) -> Finding:
 @rule("image-tag")
 def image_tag(f: Facts) -> Finding | None:
     tag = f.environment.image_tag
-    if tag is None or tag == "latest":
+    pinned_by_digest = "@sha256:" in f.environment.image  # a digest pins the exact image, whatever the tag
+    if (tag is None or tag == "latest") and not pinned_by_digest:
         what = "has no version tag" if tag is None else "uses the floating tag 'latest'"
         return _w(
             "image-tag",
@@ -230,7 +232,19 @@ def model_traced(f: Facts) -> Finding | None:
 
 
 def lint(facts: Facts) -> list[Finding]:
-    return [found for _, fn in RULES if (found := fn(facts)) is not None]
+    """Every rule's finding; those the pipeline silences (``lint={"ignore": {rule: reason}}``) carry the reason."""
+    out = []
+    for name, fn in RULES:
+        found = fn(facts)
+        if found is not None:
+            reason = facts.lint_ignore.get(name)
+            out.append(found.model_copy(update={"silenced": reason}) if reason else found)
+    return out
+
+
+def failing(findings: list[Finding]) -> list[Finding]:
+    """Warnings nobody silenced: what ``traindoc lint --strict`` fails on."""
+    return [f for f in findings if f.severity == "warning" and f.silenced is None]
 
 
 def format_findings(findings: list[Finding]) -> str:

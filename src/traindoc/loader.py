@@ -124,12 +124,17 @@ def _import(ref: PipelineRef, file: Path) -> ModuleType:
 
         def importer() -> ModuleType:
             sys.modules[name] = module
+            # as importlib does: marks the module "partially initialized" while it runs, so a circular
+            # import keeps Python's own hint ("most likely due to a circular import")
+            spec._initializing = True  # type: ignore[attr-defined]
             try:
                 assert spec.loader is not None
                 spec.loader.exec_module(module)
             except BaseException:
                 sys.modules.pop(name, None)
                 raise
+            finally:
+                spec._initializing = False  # type: ignore[attr-defined]
             return module
 
     try:

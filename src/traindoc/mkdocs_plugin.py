@@ -29,6 +29,24 @@ from .render import project_templates_dir
 from .results import RunResult
 
 ASSET = "assets/traindoc/mermaid.min.js"
+INIT_ASSET = "assets/traindoc/init.js"
+# Themes other than Material (mkdocs, readthedocs, ...) do not run Mermaid: this script does, on the
+# fences pymdownx.superfences writes (pre.mermaid) and on plain Markdown code blocks (code.language-mermaid).
+INIT_JS = """(function () {
+  function start() {
+    document.querySelectorAll('pre.mermaid, pre > code.language-mermaid').forEach(function (el) {
+      var pre = el.tagName === 'CODE' ? el.parentElement : el;
+      var div = document.createElement('div');
+      div.className = 'mermaid';
+      div.textContent = el.textContent;
+      pre.replaceWith(div);
+    });
+    mermaid.initialize({startOnLoad: false, securityLevel: 'strict'});
+    mermaid.run({querySelector: 'div.mermaid'});
+  }
+  if (document.readyState === 'loading') { document.addEventListener('DOMContentLoaded', start); } else { start(); }
+})();
+"""
 PINNED_URL = re.compile(r"^https://[^\s]+@\d+\.\d+\.\d+/[^\s]+\.js$")
 
 
@@ -111,13 +129,19 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
             )
         if all(str(x) != script for x in config.extra_javascript):
             config.extra_javascript.append(script)
+        if self.inject_init and all(str(x) != INIT_ASSET for x in config.extra_javascript):
+            config.extra_javascript.append(INIT_ASSET)
         return config
 
     def _check_integration(self, config: Any) -> None:
         has_mermaid2 = "mermaid2" in config.plugins
         fences = (config.mdx_configs.get("pymdownx.superfences") or {}).get("custom_fences", [])
         has_fence = any(f.get("name") == "mermaid" for f in fences)
-        if not (has_mermaid2 or has_fence):
+        material = getattr(config.theme, "name", None) == "material"
+        # Material runs Mermaid itself (given the fence); mermaid2 does on any theme; otherwise traindoc's
+        # init script does, so the mkdocs and readthedocs themes render diagrams too.
+        self.inject_init = not has_mermaid2 and not material
+        if material and not (has_mermaid2 or has_fence):
             raise PluginError(
                 "traindoc: diagrams need a Mermaid integration: add 'pymdownx.superfences' with a custom fence "
                 "named 'mermaid' (Material), or the 'mermaid2' plugin; see docs/guide.md"
@@ -133,6 +157,8 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
     def on_files(self, files: Files, *, config: Any) -> Files:
         if self.mermaid_file is not None:
             files.append(File.generated(config, ASSET, abs_src_path=str(self.mermaid_file)))
+        if self.inject_init:
+            files.append(File.generated(config, INIT_ASSET, content=INIT_JS))
         return files
 
     def on_page_markdown(self, markdown: str, *, page: Any, config: Any, files: Files) -> str:

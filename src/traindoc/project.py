@@ -40,3 +40,17 @@ def named_pipelines(root: Path) -> dict[str, str]:
 def resolve_name(name_or_ref: str, root: Path) -> str:
     """A pipeline name from pyproject.toml, or the reference itself."""
     return named_pipelines(root).get(name_or_ref, name_or_ref)
+
+
+def known_names_hint(ref: str, root: Path) -> str:
+    """For a bare name that matched nothing: the pipelines pyproject.toml does name ("" for paths)."""
+    if any(c in ref for c in "/\\:") or ref.endswith(".py") or "." in ref:
+        return ""
+    try:
+        names = sorted(named_pipelines(root))
+    except LoadError:
+        return ""
+    where = root / "pyproject.toml"
+    if not names:
+        return f'; {where} names no pipelines ([tool.traindoc] pipelines = {{ NAME = "path/to/file.py" }})'
+    return f"; not a pipeline named in {where}, which knows: {', '.join(names)}"

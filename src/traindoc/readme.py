@@ -37,7 +37,9 @@ def generate_text(text: str, filename: str, root: Path, cache_dir: str | None = 
             result = runner.latest(ref, runner.RunOptions(cache_dir=Path(cache_dir) if cache_dir else None), root)
             if result is None:
                 notice = f"No run recorded yet: traindoc run {shlex.quote(facts.source)} --docs"
-        return content.block(s.kind, facts, result=result, notice=notice, depth=depth, templates=templates, root=root)
+        return content.block(
+            s.kind, facts, result=result, notice=notice, depth=depth, templates=templates, root=root, chart=False
+        )
 
     return sections.replace(text, generate, filename, content.BLOCKS)
 

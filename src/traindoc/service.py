@@ -27,7 +27,7 @@ from .errors import (
 )
 from .facts import Facts
 from .loader import parse_ref, source_file
-from .project import find_root, resolve_name
+from .project import find_root, known_names_hint, resolve_name
 from .redact import redact
 
 INSPECT_TIMEOUT_S = 300.0  # loading and introspecting a pipeline outside a run with its own timeout
@@ -54,7 +54,13 @@ def target(ref: str, root: Path | None = None, *, confine: bool = False) -> Targ
             f"{ref}: a docs page or README may only name a pipeline inside the project folder or an installed "
             "module; this one is outside it"
         )
-    file = source_file(parsed)
+    try:
+        file = source_file(parsed)
+    except LoadError:
+        hint = known_names_hint(ref, root) if text == ref else ""
+        if not hint:
+            raise
+        raise LoadError(f"{ref}: unknown pipeline{hint}") from None
     if parsed.path is not None:  # normalise to an absolute file reference
         text = f"{parsed.path}:{parsed.attr}" if parsed.attr else str(parsed.path)
     return Target(ref=text, file=file, root=root, attr=parsed.attr)

@@ -79,6 +79,17 @@ def _full(pattern: re.Pattern[str], what: str) -> AfterValidator:
 _METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
+def split_image(ref: str) -> tuple[str, str | None, str | None]:
+    """``(name, tag, digest)`` of an image reference: the tag follows the last ':' after the last '/'
+    (so ``python:3.11``, ``pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime`` and
+    ``registry:5000/team/img:24.05-py3`` have tags, and a registry port is never taken for one)."""
+    name, _, digest = ref.partition("@")
+    slash, colon = name.rfind("/"), name.rfind(":")
+    if colon > slash:
+        return name[:colon], name[colon + 1 :] or None, digest or None
+    return name, None, digest or None
+
+
 def _check_ref(value: Any) -> Any:
     if callable(value):
         return value
@@ -200,8 +211,7 @@ class Environment(_Model):
 
     @property
     def image_tag(self) -> str | None:
-        m = _IMAGE_RE.fullmatch(self.image)
-        return m.group("tag") if m else None
+        return split_image(self.image)[1]
 
 
 class Jupyter(_Model):
@@ -519,6 +529,28 @@ Devices = (
 )
 
 
+class LintSpec(_Model):
+    """Lint rules this pipeline silences, each with the reason (shown in ``traindoc lint``)."""
+
+    ignore: dict[str, str] = Field(
+        default_factory=dict,
+        description="Rule id -> why it does not apply here, e.g. {'root-user': 'the image drops privileges itself'}.",
+    )
+
+    @field_validator("ignore")
+    @classmethod
+    def _reasons(cls, v: dict[str, str]) -> dict[str, str]:
+        from .lint import RULES
+
+        known = [name for name, _ in RULES]
+        for rule_id, reason in v.items():
+            if rule_id not in known:
+                raise ValueError(f"unknown lint rule {rule_id!r}; known rules: {', '.join(known)}")
+            if not reason.strip():
+                raise ValueError(f"silencing {rule_id!r} needs a reason")
+        return v
+
+
 class Pipeline(_Model):
     """A whole training system, declared."""
 
@@ -539,6 +571,7 @@ class Pipeline(_Model):
     distributed: Distributed = Field(default_factory=Distributed, description="DDP / torchrun set-up.")
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Logs and metrics.")
     expect: Expect = Field(default_factory=Expect, description="Thresholds that make the executed run a test.")
+    lint: LintSpec = Field(default_factory=LintSpec, description="Lint rules silenced for this pipeline, with reasons.")
 
     @field_validator("devices")
     @classmethod
