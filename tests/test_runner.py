@@ -101,9 +101,10 @@ def test_single_process_run_records_everything(make_project: ProjectFactory) -> 
     assert r.status == "passed" and r.world_size == 1 and r.steps == 32  # 2 epochs × 16 steps
     assert r.device.sentence == "runs on CPU, as the spec asks"
     assert r.checkpoint_verified is True
-    assert [c.step for c in r.checkpoints] == [10, 20, 30, 32] and all(c.bytes > 0 for c in r.checkpoints)
     kept = sorted(p.name for p in (Path(r.run_dir) / "checkpoints").iterdir())
     assert kept == ["step_00000030.pt", "step_00000032.pt"]  # keep_last = 2
+    # the report lists exactly the checkpoints on disk (issue 10: it used to list all 4 ever written)
+    assert [c.step for c in r.checkpoints] == [30, 32] and all(c.bytes > 0 for c in r.checkpoints)
     lines = [json.loads(x) for x in (Path(r.run_dir) / "steps.jsonl").read_text().splitlines()]
     steps = [x for x in lines if "event" not in x]
     assert [x["step"] for x in steps] == list(range(1, 33))

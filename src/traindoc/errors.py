@@ -101,3 +101,19 @@ class LintFailed(TraindocError):
 
 class CacheCorrupt(TraindocError):
     """A cache entry failed its integrity check (it is re-run, never trusted)."""
+
+
+class NonFiniteLoss(TraindocError):
+    """The training loss became NaN or infinite (found at the next log window)."""
+
+    exit_code = 5
+
+    def __init__(self, step: int, value: float) -> None:
+        super().__init__(f"loss became {value} at step {step}")
+        self.step = step
+
+
+class BatchError(TraindocError):
+    """A batch does not fit the training contract: one line naming what came and what was expected."""
+
+    exit_code = 4

@@ -8,7 +8,7 @@ reading them back never imports pydantic or torch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .records import Record
 
@@ -187,10 +187,17 @@ class DistributedFacts(Record):
 
 
 @dataclass(frozen=True, kw_only=True)
+class BoundFact(Record):
+    min: float | None
+    max: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
 class ExpectFacts(Record):
     min_val_accuracy: float | None
     min_loss_drop: float | None
     max_final_loss: float | None
+    bounds: dict[str, BoundFact] = field(default_factory=dict)  # any recorded metric, by name
 
 
 @dataclass(frozen=True, kw_only=True)

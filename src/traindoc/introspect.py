@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import math
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -20,9 +19,11 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
 from . import __version__, launch
+from . import policy as policy_rules
 from .errors import Problem, SpecError, UserCodeError
 from .facts import (
     AccessFacts,
+    BoundFact,
     CheckpointFacts,
     DataFacts,
     DeviceFacts,
@@ -45,8 +46,8 @@ from .facts import (
 from .loader import call, user_traceback
 from .spec import Pipeline, ref_name
 
-RESIDENT_FRACTION = 0.25  # a dataset stays on the GPU when it takes at most this share of its memory
-CPU_RESIDENT_LIMIT = 2 << 30
+RESIDENT_FRACTION = policy_rules.RESIDENT_FRACTION
+CPU_RESIDENT_LIMIT = policy_rules.CPU_RESIDENT_LIMIT
 
 
 def shape_str(shape: Any) -> str:
@@ -277,12 +278,9 @@ def tensor_bytes(dataset: Any) -> int | None:
     return None
 
 
-def resident_ok(nbytes: int | None, device: DeviceFacts, policy: str) -> bool:
-    if nbytes is None or policy == "never":
-        return False
-    if device.resolved == "cuda" and device.gpus:
-        return nbytes <= RESIDENT_FRACTION * device.gpus[0].memory_bytes
-    return nbytes <= CPU_RESIDENT_LIMIT
+def resident_ok(nbytes: int | None, device: DeviceFacts, policy: str, collate: bool = False) -> bool:
+    gpu_memory = device.gpus[0].memory_bytes if device.gpus else None
+    return policy_rules.resident_ok(nbytes, device.resolved, gpu_memory, policy, collate)
 
 
 def data_facts(spec: Pipeline, file: Path, device: DeviceFacts, world_size: int) -> DataFacts:
@@ -303,15 +301,19 @@ def data_facts(spec: Pipeline, file: Path, device: DeviceFacts, world_size: int)
     ]
     batch = spec.data.batch_size
     nbytes = tensor_bytes(train)
-    if spec.data.sampler == "auto":
-        sampler = (
-            "DistributedSampler" if world_size > 1 else ("RandomSampler" if spec.data.shuffle else "SequentialSampler")
-        )
+    d = spec.data
+    custom = None if isinstance(d.sampler, str) and ":" not in d.sampler else ref_name(d.sampler)
+    shard = policy_rules.sharding(str(d.sampler), d.shuffle, world_size, custom)
+    sampler = shard.sampler
+    if custom is not None:  # a sampler of yours shards itself: its length is this rank's share
+        seed = spec.optim.seed if spec.optim.seed is not None else 0
+        own = call(d.sampler, "data.sampler", file, train, 0, world_size, seed)
+        per_rank = len(own)
     else:
-        sampler = "RandomSampler" if spec.data.sampler == "random" else "SequentialSampler"
-    shards = world_size if sampler == "DistributedSampler" else 1
-    per_rank = math.ceil(n_train / shards)
-    steps = per_rank // batch if spec.data.drop_last else math.ceil(per_rank / batch)
+        per_rank = policy_rules.items_per_rank(n_train, shard.shards)
+    steps = policy_rules.steps_per_epoch(
+        policy_rules.batches_per_epoch(per_rank, batch, d.drop_last), spec.optim.accumulate
+    )
     return DataFacts(
         dataset_class=type(train).__name__,
         train_len=n_train,
@@ -326,7 +328,7 @@ def data_facts(spec: Pipeline, file: Path, device: DeviceFacts, world_size: int)
         drop_last=spec.data.drop_last,
         sample=sample,
         tensor_bytes=nbytes,
-        device_resident=resident_ok(nbytes, device, spec.data.device_resident),
+        device_resident=resident_ok(nbytes, device, spec.data.device_resident, spec.data.collate_fn is not None),
     )
 
 
@@ -470,6 +472,11 @@ def facts(spec: Pipeline, file: Path, root: Path | None = None) -> Facts:
         checkpoint=checkpoint_facts(spec, env),
         distributed=distributed_facts(spec, device, source),
         metrics=list(spec.monitoring.metrics),
-        expect=ExpectFacts(**spec.expect.model_dump()),
+        expect=ExpectFacts(
+            min_val_accuracy=spec.expect.min_val_accuracy,
+            min_loss_drop=spec.expect.min_loss_drop,
+            max_final_loss=spec.expect.max_final_loss,
+            bounds={k: BoundFact(min=b.min, max=b.max) for k, b in spec.expect.bounds.items()},
+        ),
         traindoc_version=__version__,
     )

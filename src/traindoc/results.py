@@ -6,12 +6,13 @@ template and the README ``results`` section read.
 
 from __future__ import annotations
 
-import json
 import statistics
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .protocol import CheckpointRecord, EvalRecord, StepRecord, read_steps
 from .records import Record
 from .redact import redact
 
@@ -29,20 +30,7 @@ class Expectation(Record):
     text: str
 
 
-@dataclass(frozen=True, kw_only=True)
-class CheckpointRecord(Record):
-    path: str
-    container_path: str
-    bytes: int
-    step: int
-
-
-@dataclass(frozen=True, kw_only=True)
-class ValRecord(Record):
-    epoch: int
-    step: int
-    accuracy: float
-    loss: float
+ValRecord = EvalRecord  # one evaluation: only the metrics defined for the model
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,8 +81,10 @@ class RunResult(Record):
     first_loss: float | None
     final_loss: float | None
     loss_curve: list[tuple[int, float]]
-    val: list[ValRecord]
-    final_val_accuracy: float | None
+    val: list[EvalRecord]
+    final_val_accuracy: float | None  # None where accuracy is not defined for the model (never 0)
+    final_val_loss: float | None = None
+    final_metrics: dict[str, float] = field(default_factory=dict)  # every metric measured at the end, by name
     expectations: list[Expectation]
     checkpoints: list[CheckpointRecord]
     checkpoint_verified: bool | None
@@ -103,26 +93,12 @@ class RunResult(Record):
     failed_rank: int | None
     log_tail: list[str]
     run_dir: str
+    mode: Literal["builtin", "script"] = "builtin"
+    samples: list[str] = field(default_factory=list)  # text the model produced (monitoring.samples)
 
 
-def read_steps(path: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(step records, val records) from steps.jsonl, tolerating a torn last line."""
-    steps: list[dict[str, Any]] = []
-    vals: list[dict[str, Any]] = []
-    if not path.is_file():
-        return steps, vals
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        (vals if rec.get("event") == "val" else steps).append(rec)
-    by_step = {r["step"]: r for r in steps}  # a resumed run rewrites steps after its checkpoint
-    return [by_step[k] for k in sorted(by_step)], vals
-
-
-def memory_trend(steps: list[dict[str, Any]], kind: Literal["cuda_allocated", "rss"]) -> MemoryTrend | None:
-    series = [(r["step"], r["memory_bytes"]) for r in steps if r.get("memory_bytes")]
+def memory_trend(steps: list[StepRecord], kind: Literal["cuda_allocated", "rss"]) -> MemoryTrend | None:
+    series = [(r.step, r.memory_bytes) for r in steps if r.memory_bytes]
     if len(series) < 5:
         return None
     tail = series[len(series) // 5 :]  # skip warm-up
@@ -156,28 +132,39 @@ def _window_mean(values: list[float], n: int, last: bool) -> float | None:
     return sum(part) / len(part)
 
 
-def check_expectations(
-    expect: dict[str, Any], final_acc: float | None, first: float | None, final: float | None
-) -> list[Expectation]:
-    """Each declared threshold against its measured value (a missing measurement fails)."""
-    drop = (first - final) / first if first and final is not None and first > 0 else None
-    # name -> (measured, at least (True) / at most (False), wording)
-    checks: dict[str, tuple[float | None, bool, str]] = {
-        "min_val_accuracy": (final_acc, True, "validation accuracy {m} ≥ {t}"),
-        "min_loss_drop": (drop, True, "training loss fell by {m} (≥ {t})"),
-        "max_final_loss": (final, False, "final training loss {m} ≤ {t}"),
-    }
+SHORTHANDS: dict[str, tuple[str, bool, str]] = {
+    # shorthand -> (metric, at least (True) / at most (False), wording)
+    "min_val_accuracy": ("val_accuracy", True, "validation accuracy {m} ≥ {t}"),
+    "min_loss_drop": ("loss_drop", True, "training loss fell by {m} (≥ {t})"),
+    "max_final_loss": ("final_loss", False, "final training loss {m} ≤ {t}"),
+}
+
+
+def check_expectations(expect: Mapping[str, Any], measured: Mapping[str, float | None]) -> list[Expectation]:
+    """Each declared bound against the metric's final value; a metric never recorded fails, saying so.
+
+    ``expect`` holds the shorthands and ``bounds`` ({metric: {"min": x, "max": y}}); ``measured`` the
+    final value of every metric by name (``val_*``, ``final_loss``, ``first_loss``, ``loss_drop``, ...).
+    """
+    wanted: list[tuple[str, str, float, bool, str]] = []
+    for name, (metric, at_least, text) in SHORTHANDS.items():
+        if expect.get(name) is not None:
+            wanted.append((name, metric, float(expect[name]), at_least, text))
+    for metric, bound in (expect.get("bounds") or {}).items():
+        for side, at_least in (("min", True), ("max", False)):
+            if bound.get(side) is not None:
+                text = "{name} {m} " + ("≥" if at_least else "≤") + " {t}"
+                wanted.append((metric, metric, float(bound[side]), at_least, text))
     out: list[Expectation] = []
-    for name, (measured, at_least, text) in checks.items():
-        if expect.get(name) is None:
-            continue
-        t = float(expect[name])
-        ok = measured is not None and (measured >= t if at_least else measured <= t)
-        out.append(
-            Expectation(
-                name=name, threshold=t, measured=measured, passed=ok, text=text.format(m=_f(measured), t=f"{t:g}")
-            )
+    for name, metric, t, at_least, text in wanted:
+        m = measured.get(metric)
+        ok = m is not None and (m >= t if at_least else m <= t)
+        words = (
+            text.format(name=metric, m=_f(m), t=f"{t:g}")
+            if m is not None
+            else f"{metric} was never recorded (expected {'≥' if at_least else '≤'} {t:g})"
         )
+        out.append(Expectation(name=name, threshold=t, measured=m, passed=ok, text=words))
     return out
 
 
@@ -199,16 +186,73 @@ def tail(path: Path, lines: int = 30) -> list[str]:
     return [redact(line) for line in text.splitlines()[-lines:]]
 
 
-def summarise_steps(steps: list[dict[str, Any]], log_every: int) -> dict[str, Any]:
-    losses = [r["loss"] for r in steps if r.get("loss") is not None]
+@dataclass(frozen=True)
+class StepSummary:
+    first_loss: float | None
+    final_loss: float | None
+    samples_per_s: float | None
+    data_wait_share: float | None  # None where data time was not measured (a script's own loop)
+    loss_curve: list[tuple[int, float]]
+    final_metrics: dict[str, float]  # a step's own metrics, averaged over the last window
+
+    @property
+    def loss_drop(self) -> float | None:
+        first, final = self.first_loss, self.final_loss
+        return (first - final) / first if first and final is not None and first > 0 else None
+
+
+def summarise_steps(steps: list[StepRecord], log_every: int) -> StepSummary:
+    losses = [r.loss for r in steps]
     window = max(1, min(log_every, len(losses) // 4 or 1))
-    sps = [r["samples_per_s"] for r in steps[len(steps) // 10 :] if r.get("samples_per_s")]
-    data = sum(r.get("data_s", 0.0) for r in steps)
-    comp = sum(r.get("compute_s", 0.0) for r in steps)
-    return {
-        "first_loss": _window_mean(losses, window, last=False),
-        "final_loss": _window_mean(losses, window, last=True),
-        "samples_per_s": statistics.median(sps) if sps else None,
-        "data_wait_share": data / (data + comp) if data + comp > 0 else None,
-        "loss_curve": downsample([(r["step"], r["loss"]) for r in steps if r.get("loss") is not None]),
-    }
+    sps = [r.samples_per_s for r in steps[len(steps) // 10 :] if r.samples_per_s]
+    timed = [r for r in steps if r.data_s is not None and r.compute_s is not None]
+    data = sum(r.data_s or 0.0 for r in timed)
+    comp = sum(r.compute_s or 0.0 for r in timed)
+    names = sorted({k for r in steps for k in r.metrics})
+    final_metrics = {}
+    for name in names:
+        mean = _window_mean([r.metrics[name] for r in steps if name in r.metrics], window, last=True)
+        if mean is not None:
+            final_metrics[name] = mean
+    return StepSummary(
+        first_loss=_window_mean(losses, window, last=False),
+        final_loss=_window_mean(losses, window, last=True),
+        samples_per_s=statistics.median(sps) if sps else None,
+        data_wait_share=data / (data + comp) if timed and data + comp > 0 else None,
+        loss_curve=downsample([(r.step, r.loss) for r in steps]),
+        final_metrics=final_metrics,
+    )
+
+
+def measured_metrics(summary: StepSummary, evals: list[EvalRecord]) -> dict[str, float]:
+    """The final value of every recorded metric, by name: what expectations and the pages read."""
+    out: dict[str, float] = dict(summary.final_metrics)
+    for name, value in (
+        ("first_loss", summary.first_loss),
+        ("final_loss", summary.final_loss),
+        ("loss_drop", summary.loss_drop),
+    ):
+        if value is not None:
+            out[name] = value
+    latest: dict[str, float] = {}
+    for rec in evals:
+        latest.update(rec.metrics)  # the newest value of each evaluation metric
+    out.update(latest)
+    return out
+
+
+__all__ = [
+    "CheckpointRecord",
+    "DeviceRecord",
+    "EvalRecord",
+    "Expectation",
+    "MemoryTrend",
+    "RunResult",
+    "StepSummary",
+    "ValRecord",
+    "check_expectations",
+    "measured_metrics",
+    "memory_trend",
+    "read_steps",
+    "summarise_steps",
+]

@@ -22,12 +22,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cache, launch, results, service
+from . import cache, launch, policy, protocol, service
+from .assemble import Launched, assemble
 from .atomic import locked, write_text
 from .errors import CacheCorrupt
 from .facts import Facts
-from .redact import redact
-from .results import RunResult, Status
+from .protocol import StepRecord
+from .results import RunResult
 
 
 @dataclass(frozen=True)
@@ -151,39 +152,24 @@ class Progress:
             self.bar.start()
             self.task = self.bar.add_task(f"train {name}", total=total, info="")
 
-    def update(self, rec: dict[str, Any] | None) -> None:
+    def update(self, rec: StepRecord | None) -> None:
         if not self.enabled or rec is None:
             return
-        sps = rec.get("samples_per_s")
-        info = f"loss {rec['loss']:.4f}" + (f" · {sps:,.0f} samples/s" if sps else "")
+        sps = rec.samples_per_s
+        info = f"loss {rec.loss:.4f}" + (f" · {sps:,.0f} samples/s" if sps else "")
         if self.bar is not None:
-            self.bar.update(self.task, completed=rec["step"], info=info)
+            self.bar.update(self.task, completed=rec.step, info=info)
         elif time.monotonic() - self.last_print >= 5:
             self.last_print = time.monotonic()
-            print(f"[traindoc] {self.name}: step {rec['step']}/{self.total} · {info}", file=sys.stderr, flush=True)
+            print(f"[traindoc] {self.name}: step {rec.step}/{self.total} · {info}", file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
 
 
-def _last_step(path: Path) -> dict[str, Any] | None:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 4096))
-            lines = fh.read().decode("utf-8", "replace").splitlines()
-    except OSError:
-        return None
-    for line in reversed(lines):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if "loss" in rec and "event" not in rec:
-            return rec  # type: ignore[no-any-return]
-    return None
+def _last_step(path: Path) -> StepRecord | None:
+    return protocol.last_step(path)
 
 
 def descendants(pid: int) -> list[int]:
@@ -318,165 +304,35 @@ def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: Ru
         rdzv_id=facts.distributed.rdzv_id,
     )
     write_text(run_dir / "launch.json", json.dumps([asdict(x) for x in launches], indent=1))
-    budget = facts.training.docs_max_steps if opts.docs else (facts.training.max_steps or 0)
-    total = opts.max_steps or budget or facts.data.steps_per_epoch * facts.training.epochs
+    tr = facts.training
+    budget = policy.budget(
+        docs=opts.docs,
+        max_steps=tr.max_steps,
+        docs_max_steps=tr.docs_max_steps,
+        docs_max_seconds=tr.docs_max_seconds,
+        override_steps=opts.max_steps,
+    )
+    total = budget.limit(facts.data.steps_per_epoch, tr.epochs)
     progress = Progress(opts.progress, total, facts.name)
     started = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     t0 = time.monotonic()
-    timeout = opts.timeout_s or facts.training.timeout_s
+    timeout = opts.timeout_s or tr.timeout_s
     codes, timed_out = execute(launches, run_dir, timeout, progress)
-    wall = time.monotonic() - t0
-    return assemble(
-        t, facts, key, run_dir, opts, codes, timed_out, wall, started, nproc * nnodes, nnodes, nproc, backend
-    )
-
-
-def _errors(run_dir: Path) -> list[dict[str, Any]]:
-    out = []
-    for path in sorted(run_dir.glob("error-rank*.json")):
-        try:
-            out.append(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError):
-            continue
-    return out
-
-
-_ROOT_CAUSE = re.compile(r"Root Cause.*?rank\s*:\s*(\d+).*?exitcode\s*:\s*(-?\d+)", re.S)
-
-
-def root_cause(run_dir: Path) -> tuple[int, int] | None:
-    """(global rank, exit code) of the first failure torchrun observed, from its launcher log."""
-    for log in sorted(run_dir.glob("launcher*.log")):
-        m = _ROOT_CAUSE.search(log.read_text(encoding="utf-8", errors="replace"))
-        if m:
-            return int(m.group(1)), int(m.group(2))
-    return None
-
-
-def _exit_text(code: int) -> str:
-    if code < 0:
-        try:
-            return f"signal {signal.Signals(-code).name}"
-        except ValueError:
-            return f"signal {-code}"
-    return f"exit code {code}"
-
-
-def assemble(
-    t: service.Target,
-    facts: Facts,
-    key: str,
-    run_dir: Path,
-    opts: RunOptions,
-    codes: list[int],
-    timed_out: bool,
-    wall: float,
-    started: str,
-    world: int,
-    nnodes: int,
-    nproc: int,
-    backend: str,
-) -> RunResult:
-    status: Status
-    steps, _ = results.read_steps(run_dir / "steps.jsonl")
-    summary = results.summarise_steps(steps, facts.training.log_every)
-    try:
-        worker = json.loads((run_dir / "worker.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        worker = {}
-    errors = _errors(run_dir)
-    last = steps[-1]["step"] if steps else 0
-    failed_rank = None
-    if timed_out:
-        status, reason = (
-            "timeout",
-            f"timed out after {opts.timeout_s or facts.training.timeout_s:g} s at step {last}; every rank was killed",
-        )
-    elif errors or any(codes) or not worker:
-        status = "failed"
-        cause = root_cause(run_dir) if world > 1 else None
-        by_rank = {int(e.get("rank", 0)): e for e in errors}
-        if cause is not None and cause[0] not in by_rank:
-            failed_rank = cause[0]  # it died without a word; other ranks' errors are only the aftermath
-            reason = f"rank {failed_rank} died ({_exit_text(cause[1])}) at step {last} without reporting an error"
-        elif by_rank:
-            failed_rank = cause[0] if cause is not None else min(by_rank)
-            where = f"rank {failed_rank}" if world > 1 else "the training process"
-            reason = f"{where}: {by_rank[failed_rank].get('message', 'failed')}"
-        else:
-            failed_rank = 0
-            code = next((c for c in codes if c), 0)
-            who = "the launcher" if world > 1 else "the training process"
-            reason = f"{who} ended with {_exit_text(code)} at step {last} without reporting an error"
-    else:
-        status, reason = "passed", f"trained {worker.get('steps', last)} steps; {worker.get('stopped_because', '')}"
-    val = [results.ValRecord(**{k: v[k] for k in ("epoch", "step", "accuracy", "loss")}) for v in worker.get("val", [])]
-    final_acc = val[-1].accuracy if val else None
-    expectations = results.check_expectations(
-        facts.expect.model_dump(), final_acc, summary["first_loss"], summary["final_loss"]
-    )
-    if status == "passed":
-        unmet = [e for e in expectations if not e.passed]
-        if unmet:
-            status = "expectations_unmet"
-            reason = "unmet expectation(s): " + "; ".join(e.text for e in unmet)
-    memory = results.memory_trend(steps, "cuda_allocated" if facts.devices.resolved == "cuda" else "rss")
-    if memory is not None and worker.get("peak_cuda_bytes"):
-        memory = memory.model_copy(update={"peak_bytes": int(worker["peak_cuda_bytes"])})
-    tail_lines: list[str] = []
-    if status != "passed":
-        logs = sorted(run_dir.glob("rank*.log")) + sorted(run_dir.glob("launcher*.log"))
-        pick = run_dir / f"rank{failed_rank}.log" if failed_rank is not None else None
-        src = pick if pick is not None and pick.is_file() and pick.stat().st_size else (logs[0] if logs else None)
-        if src is not None:
-            tail_lines = [f"--- {src.name}", *results.tail(src)]
-        for e in errors[:1]:
-            if e.get("traceback"):
-                tail_lines += ["--- traceback (user code)", *[redact(x) for x in e["traceback"].splitlines()[-25:]]]
-    d = facts.devices
-    return RunResult(
-        ok=status == "passed",
-        status=status,
-        reason=redact(reason),
-        pipeline=facts.name,
-        key=key,
+    launched = Launched(
+        codes=codes,
+        timed_out=timed_out,
+        timeout_s=timeout,
+        wall_s=time.monotonic() - t0,
         started_at=started,
-        commit=_git_commit(t.root),
-        docs_budget=opts.docs,
-        device=results.DeviceRecord(
-            kind=d.resolved,
-            sentence=d.sentence,
-            gpus=[g.name for g in d.gpus],
-            torch=d.torch_version,
-            cuda=d.cuda_version,
-            cudnn=d.cudnn_version,
-            driver=nvidia_driver(),
-        ),
-        world_size=world,
+        world=nproc * nnodes,
         nnodes=nnodes,
-        nproc_per_node=nproc,
-        backend=backend if world > 1 else "none",
-        steps=int(worker.get("steps", last)),
-        epochs=int(worker.get("epochs", 0)),
-        stopped_because=worker.get("stopped_because"),
-        wall_s=round(wall, 3),
-        samples_per_s=summary["samples_per_s"],
-        data_wait_share=summary["data_wait_share"],
-        memory=memory,
-        first_loss=summary["first_loss"],
-        final_loss=summary["final_loss"],
-        loss_curve=summary["loss_curve"],
-        val=val,
-        final_val_accuracy=final_acc,
-        expectations=expectations,
-        checkpoints=[results.CheckpointRecord(**c) for c in worker.get("checkpoints", [])],
-        checkpoint_verified=worker.get("checkpoint_verified"),
-        resumed_from=worker.get("resumed_from"),
-        resident_data=bool(worker.get("resident_data", False)),
-        failed_rank=failed_rank,
-        log_tail=tail_lines,
-        run_dir=str(run_dir),
+        nproc=nproc,
+        backend=backend,
+        docs=opts.docs,
+        commit=_git_commit(t.root),
+        driver=nvidia_driver(),
     )
+    return assemble(facts, key, run_dir, launched)
 
 
 def summary(r: RunResult) -> str:

@@ -30,6 +30,8 @@ _IMAGE_RE = re.compile(
     r"^[a-z0-9][a-z0-9._/-]*(:[0-9]+)?[a-z0-9._/-]*(:(?P<tag>[\w][\w.-]{0,127}))?(@sha256:[0-9a-f]{64})?$"
 )
 _SHM_RE = re.compile(r"^[1-9][0-9]*[bkmgBKMG]?$")
+_FILE_NAME_RE = re.compile(r"^[\w.-]{1,128}\Z")
+_METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
 
 
 def _check_ref(value: Any) -> Any:
@@ -226,10 +228,23 @@ class DataSpec(_Model):
     shuffle: bool = Field(True, description="Shuffle training data each epoch.")
     pin_memory: bool = Field(True, description="Pin host memory for faster host-to-device copies (CUDA).")
     drop_last: bool = Field(False, description="Drop the last incomplete batch.")
-    sampler: Literal["auto", "random", "sequential"] = Field(
+    sampler: Literal["auto", "random", "sequential"] | Factory = Field(
         "auto",
         description="'auto' = DistributedSampler under DDP (each rank its shard), else random/sequential by `shuffle`; "
-        "'random'/'sequential' never shard (every rank sees all data).",
+        "'random'/'sequential' never shard (every rank sees all data); or a callable "
+        "`sampler(dataset, rank, world, seed) -> Sampler` that shards itself (it is given this rank and the world "
+        "size; `set_epoch(epoch)` is called each epoch when it has one). Indices, never code, are read from it.",
+    )
+    collate_fn: Factory | None = Field(
+        None,
+        description="Callable `collate_fn(list_of_samples) -> batch` (or 'module:attr') for the DataLoader; "
+        "None = torch's default collate. A custom collate turns off device-resident data.",
+    )
+    target: int | str | None = Field(
+        None,
+        description="Where the target is in a batch: an index for tuple/list batches, a key for dict batches. "
+        "None = index 1 for sequences, key 'labels' for mappings. The other items are the model's inputs "
+        "(keyword arguments for a dict, positional when exactly one remains).",
     )
     device_resident: Literal["auto", "never"] = Field(
         "auto",
@@ -242,8 +257,27 @@ class OptimSpec(_Model):
     """Optimisation."""
 
     optimizer: Factory = Field(description="Callable taking the model's parameters, returning an Optimizer.")
-    loss: Literal["cross_entropy", "mse", "nll"] | Factory = Field(
-        "cross_entropy", description="Loss: a builtin name or a callable (output, target) -> loss tensor."
+    loss: Literal["cross_entropy", "mse", "nll", "model"] | Factory = Field(
+        "cross_entropy",
+        description="Loss: 'cross_entropy'/'nll' ((B, C) vs (B,), or sequences (B, T, V) vs (B, T) with "
+        "`ignore_index`), 'mse' (any matching shape), 'model' (the model computes it: the output's `.loss` "
+        "attribute or 'loss' key; the whole batch, target included, goes to the model), or a callable "
+        "(output, target) -> loss tensor.",
+    )
+    ignore_index: int = Field(
+        -100, description="Target value the built-in cross_entropy/nll losses and token accuracy ignore (padding)."
+    )
+    accumulate: int = Field(1, ge=1, description="Gradient accumulation: batches per optimizer step.")
+    step: Factory | None = Field(
+        None,
+        description="Your own training step `step(model, batch) -> loss` (a tensor) or a mapping holding "
+        "'loss' plus scalar metrics to record. traindoc still does backward, AMP, clipping, accumulation, "
+        "DDP, checkpoints and budgets around it. None = the built-in supervised step.",
+    )
+    evaluate: Factory | None = Field(
+        None,
+        description="Your own evaluation `evaluate(model, val_loader) -> {name: float}`, run on rank 0 over the "
+        "whole validation set; names are recorded with a 'val_' prefix. None = built-in loss/accuracy.",
     )
     scheduler: Factory | None = Field(
         None, description="Callable taking the optimizer, returning an LR scheduler (stepped per step)."
@@ -272,6 +306,20 @@ class Training(_Model):
     docs_run: DocsRun = Field(
         default_factory=DocsRun, description="Budget used by `traindoc run --docs` and the docs build."
     )
+    script: str | None = Field(
+        None,
+        description="Bring your own script: a `train.py` (path relative to the pipeline file) that traindoc "
+        "runs instead of its own loop, as one process or under torchrun, with the same timeout and kill. It "
+        "reports through `traindoc.log()`, `traindoc.checkpoint_dir()` and `traindoc.should_stop()`.",
+    )
+    script_args: list[str] = Field(default_factory=list, description="Command-line arguments for `script`.")
+
+    @field_validator("script")
+    @classmethod
+    def _script(cls, v: str | None) -> str | None:
+        if v is not None and (not v.endswith(".py") or PurePosixPath(v).is_absolute() or "\x00" in v):
+            raise ValueError(f"must be a relative path to a .py file, got {v!r}")
+        return v
 
 
 class Checkpoint(_Model):
@@ -325,15 +373,75 @@ METRICS: tuple[Metric, ...] = ("loss", "accuracy", "lr", "samples_per_s", "memor
 class Monitoring(_Model):
     """What the run records."""
 
-    log_file: str = Field("train.log", description="Log file name (written in the run directory).")
+    log_file: str = Field(
+        "train.log",
+        description="Human-readable log of every recorded step and evaluation, written by rank 0 "
+        "into the run folder under this file name.",
+    )
     metrics: list[Metric] = Field(
         default_factory=lambda: list(METRICS),
         description="Metrics to record and report.",
     )
+    samples: Factory | None = Field(
+        None,
+        description="Callable `samples(model) -> list[str]` run on rank 0 after training (eval mode, no grad): "
+        "text shown on the run page, e.g. a few generated sequences.",
+    )
+
+    @field_validator("log_file")
+    @classmethod
+    def _log_file(cls, v: str) -> str:
+        if not _FILE_NAME_RE.match(v) or v in (".", ".."):
+            raise ValueError(f"must be a plain file name (letters, digits, '.', '_', '-'), got {v!r}")
+        return v
+
+
+class Bound(_Model):
+    """Bounds on one recorded metric: its final value must be at least ``min`` and at most ``max``."""
+
+    min: float | None = Field(None, description="The final value must be at least this.")
+    max: float | None = Field(None, description="The final value must be at most this.")
+
+    @model_validator(mode="after")
+    def _some(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError("a bound needs 'min', 'max' or both")
+        return self
+
+
+SHORTHANDS = ("min_val_accuracy", "min_loss_drop", "max_final_loss")
 
 
 class Expect(_Model):
-    """What a good run looks like; checked after every executed run."""
+    """What a good run looks like; checked after every executed run.
+
+    Besides the shorthands, any recorded metric may be bounded by name:
+    ``{"val_loss": {"max": 2.0}, "val_token_accuracy": {"min": 0.3}}``.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True, arbitrary_types_allowed=True, defer_build=True)
+    __pydantic_extra__: dict[str, Bound] = Field(init=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _metric_bounds(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for key, value in data.items():
+                if key in SHORTHANDS:
+                    continue
+                if not isinstance(key, str) or not _METRIC_RE.match(key):
+                    raise ValueError(f"{key!r} is not a metric name (letters, digits, '_')")
+                if not isinstance(value, (dict, Bound)):
+                    raise ValueError(
+                        f"{key}: a metric bound is {{'min': x}} and/or {{'max': y}}, got {value!r} "
+                        f"(shorthands: {', '.join(SHORTHANDS)})"
+                    )
+        return data
+
+    @property
+    def bounds(self) -> dict[str, Bound]:
+        """Bounds on named metrics (everything besides the shorthands)."""
+        return dict(self.__pydantic_extra__ or {})
 
     min_val_accuracy: float | None = Field(
         None, ge=0.0, le=1.0, description="Final validation accuracy must reach this."
@@ -395,6 +503,16 @@ def describe_fields(model: type[BaseModel], prefix: str = "") -> list[tuple[str,
         rows.append((path, type_name, default, field.description or ""))
         if sub is not None:
             rows.extend(describe_fields(sub, path + "."))
+    if model.model_config.get("extra") == "allow":
+        rows.append(
+            (
+                f"{prefix}<metric>",
+                "{'min': float, 'max': float}",
+                "none",
+                "Bound any recorded metric by name (e.g. val_loss, val_token_accuracy, val_perplexity, a metric "
+                "your step or evaluate hook returns); a bound on a metric that was never recorded fails.",
+            )
+        )
     return rows
 
 
@@ -428,6 +546,7 @@ def _type_name(ann: Any) -> str:
 __all__ = [
     "SSH",
     "Access",
+    "Bound",
     "Checkpoint",
     "DataSpec",
     "Distributed",
