@@ -25,6 +25,10 @@ PROMPTS = ("def ", "class ", "    return ")
 
 
 def model() -> torch.nn.Module:
+    if not torch.cuda.is_available():
+        # A model this small is faster on one CPU thread: two threads spend their time waiting on each
+        # other (measured: 6x slower on a busy 2-core machine). torchrun already sets one per rank.
+        torch.set_num_threads(1)
     return TinyGPT(vocab=len(VOCAB), context=CONTEXT, dim=48, heads=4, layers=2)
 
 
@@ -45,7 +49,7 @@ def schedule(opt: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler
 
 
 def samples(net: torch.nn.Module) -> list[str]:
-    """Three short continuations (temperature 0.8, a fixed seed: the same model writes the same text)."""
+    """Three short continuations (temperature 0.6, a fixed seed: the same model writes the same text)."""
     assert isinstance(net, TinyGPT)
     device = next(net.parameters()).device
     generator = torch.Generator().manual_seed(0)
@@ -54,7 +58,7 @@ def samples(net: torch.nn.Module) -> list[str]:
     try:
         out = []
         for prompt in PROMPTS:
-            ids = net.generate(encode(prompt).unsqueeze(0).to(device), 60, 0.8, generator)
+            ids = net.generate(encode(prompt).unsqueeze(0).to(device), 60, 0.6, generator)
             out.append(decode(ids[0].cpu()))
         return out
     finally:
@@ -87,13 +91,13 @@ pipeline = Pipeline(
     training={
         "epochs": 10,
         "log_every": 25,
-        "docs_run": {"max_steps": DOCS_STEPS, "max_seconds": 55},
+        "docs_run": {"max_steps": DOCS_STEPS, "max_seconds": 90},
     },
     checkpoint={"dir": "/checkpoints", "every_steps": 125, "keep_last": 2},
     monitoring={"samples": samples},
     expect={
-        "min_loss_drop": 0.4,
+        "min_loss_drop": 0.3,
         "val_loss": {"max": 2.6},
-        "val_token_accuracy": {"min": 0.3},
+        "val_token_accuracy": {"min": 0.33},
     },
 )

@@ -71,7 +71,9 @@ class TinyGPT(nn.Module):
         return logits
 
     @torch.no_grad()
-    def generate(self, ids: torch.Tensor, new_tokens: int, temperature: float, generator: torch.Generator) -> torch.Tensor:
+    def generate(
+        self, ids: torch.Tensor, new_tokens: int, temperature: float, generator: torch.Generator
+    ) -> torch.Tensor:
         """Sample ``new_tokens`` tokens after ``ids`` ``(1, T)``; the caller's generator keeps it reproducible."""
         for _ in range(new_tokens):
             logits = self(ids[:, -self.context :])[:, -1, :] / temperature
