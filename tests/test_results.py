@@ -11,27 +11,43 @@ import pytest
 from traindoc import cache
 from traindoc.errors import CacheCorrupt
 from traindoc.facts import Facts
-from traindoc.results import check_expectations, memory_trend, read_steps
+from traindoc.protocol import EvalRecord, StepRecord
+from traindoc.results import StepSummary, check_expectations, measured_metrics, memory_trend, read_steps
+
+
+def _measured(acc: float | None, first: float | None, final: float | None) -> dict[str, float]:
+    """The final metrics a run with this accuracy and these first/final losses records."""
+    summary = StepSummary(
+        first_loss=first, final_loss=final, samples_per_s=None, data_wait_share=None, loss_curve=[], final_metrics={}
+    )
+    evals = [EvalRecord(epoch=0, step=1, metrics={"val_accuracy": acc})] if acc is not None else []
+    return measured_metrics(summary, evals)
 
 
 def test_expectations_each_direction_and_missing_measurements() -> None:
-    met = check_expectations({"min_val_accuracy": 0.9, "min_loss_drop": 0.5, "max_final_loss": 0.2}, 0.95, 2.0, 0.1)
+    met = check_expectations(
+        {"min_val_accuracy": 0.9, "min_loss_drop": 0.5, "max_final_loss": 0.2}, _measured(0.95, 2.0, 0.1)
+    )
     assert [(e.name, e.passed) for e in met] == [
         ("min_val_accuracy", True),
         ("min_loss_drop", True),
         ("max_final_loss", True),
     ]
     assert met[1].measured == pytest.approx(0.95)
-    missed = check_expectations({"min_val_accuracy": 0.9, "max_final_loss": 0.05}, 0.5, 2.0, 0.1)
+    missed = check_expectations({"min_val_accuracy": 0.9, "max_final_loss": 0.05}, _measured(0.5, 2.0, 0.1))
     assert [e.passed for e in missed] == [False, False] and "0.5 ≥ 0.9" in missed[0].text
-    absent = check_expectations({"min_val_accuracy": 0.9, "min_loss_drop": 0.1}, None, None, None)
+    absent = check_expectations({"min_val_accuracy": 0.9, "min_loss_drop": 0.1}, _measured(None, None, None))
     assert [e.passed for e in absent] == [False, False]  # no measurement never passes
-    assert check_expectations({}, 1.0, 1.0, 0.0) == []
+    assert check_expectations({}, _measured(1.0, 1.0, 0.0)) == []
+
+
+def _step(step: int, memory: int) -> StepRecord:
+    return StepRecord(step=step, epoch=0, loss=1.0, memory_bytes=memory)
 
 
 def test_memory_trend_flags_growth() -> None:
-    flat = [{"step": s, "memory_bytes": 500 << 20} for s in range(1, 101)]
-    leak = [{"step": s, "memory_bytes": (500 << 20) + s * (2 << 20)} for s in range(1, 101)]
+    flat = [_step(s, 500 << 20) for s in range(1, 101)]
+    leak = [_step(s, (500 << 20) + s * (2 << 20)) for s in range(1, 101)]
     stable = memory_trend(flat, "rss")
     assert stable is not None and not stable.leak_suspected and "stable" in stable.text
     grown = memory_trend(leak, "cuda_allocated")
@@ -41,13 +57,13 @@ def test_memory_trend_flags_growth() -> None:
 
 def test_step_log_tolerates_a_torn_line_and_resumed_duplicates(tmp_path: Path) -> None:
     log = tmp_path / "steps.jsonl"
-    rows = [{"step": s, "loss": 1.0 / s} for s in (1, 2, 3)] + [
-        {"step": 3, "loss": 0.3},
-        {"event": "val", "step": 3, "epoch": 0},
+    rows = [{"step": s, "epoch": 0, "loss": 1.0 / s} for s in (1, 2, 3)] + [
+        {"step": 3, "epoch": 0, "loss": 0.3},
+        {"event": "val", "step": 3, "epoch": 0, "metrics": {}},
     ]
     log.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"step": 4, "lo')
     steps, vals = read_steps(log)
-    assert [s["step"] for s in steps] == [1, 2, 3] and steps[-1]["loss"] == 0.3 and len(vals) == 1
+    assert [s.step for s in steps] == [1, 2, 3] and steps[-1].loss == 0.3 and len(vals) == 1
 
 
 def test_cache_entries_detect_tampering_and_round_trip(tmp_path: Path) -> None:

@@ -18,12 +18,16 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from .atomic import write_text
+from .errors import BatchError
 from .records import Record, RecordError
+
+_METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
 
 STEPS = "steps.jsonl"
 SUMMARY = "worker.json"
@@ -110,6 +114,13 @@ class RankFailure(Record):
     @property
     def primary(self) -> bool:
         return self.kind not in AFTERMATH
+
+
+def metric_name(name: object, where: str) -> str:
+    """A recorded metric's name: it lands in tables and logs, so letters, digits, '_', '.', '-' only."""
+    if not isinstance(name, str) or not _METRIC_NAME.match(name):
+        raise BatchError(f"{where}: metric name {name!r} is not allowed (letters, digits, '_', '.', '-'; up to 64)")
+    return name
 
 
 # --- the writer (child side) ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import NonFiniteLoss
-from .protocol import CHECKPOINTS, EvalRecord, RunWriter, StepRecord
+from .protocol import CHECKPOINTS, EvalRecord, RunWriter, StepRecord, metric_name
 
 ENV_RUN_DIR = "TRAINDOC_RUN_DIR"
 ENV_MAX_STEPS = "TRAINDOC_MAX_STEPS"
@@ -57,7 +57,7 @@ class ScriptRun:
         epoch = int(metrics.pop("epoch", self.last_epoch))
         lr = _number("lr", metrics.pop("lr", None))
         samples = metrics.pop("samples", None)
-        values = {k: _number(k, v) for k, v in metrics.items()}
+        values = {metric_name(k, "traindoc.log"): _number(k, v) for k, v in metrics.items()}
         train = {k: v for k, v in values.items() if not k.startswith("val_") and v is not None}
         val = {k: v for k, v in values.items() if k.startswith("val_") and v is not None}
         now = time.perf_counter()

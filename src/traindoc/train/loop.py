@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from .. import checkpoint as ckpt
 from ..policy import Budget
-from ..protocol import CheckpointRecord
+from ..protocol import CheckpointRecord, metric_name
 from .data import BatchSource
 from .optim import Optimization, no_sync_unless
 from .session import Session
@@ -243,8 +243,8 @@ class Evaluate(Callback):
             if not isinstance(result, Mapping):
                 raise TypeError(f"optim.evaluate returned a {type(result).__name__}; expected a mapping name -> float")
             for k, v in result.items():
-                name = str(k) if str(k).startswith("val_") else f"val_{k}"
-                out[name] = float(v)
+                name = metric_name(k, "optim.evaluate")
+                out[name if name.startswith("val_") else f"val_{name}"] = float(v)
         if loop.session.ctx.world > 1 and dist.is_initialized():
             dist.barrier()
         return out

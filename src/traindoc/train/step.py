@@ -22,6 +22,7 @@ from torch.nn import functional as F
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import BatchError
+from ..protocol import metric_name
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,18 @@ def _is_dataclass_instance(x: Any) -> bool:
 
 def to_device(batch: Any, device: torch.device, non_blocking: bool = False) -> Any:
     """Move every tensor in a batch (tuples, lists, dicts, namedtuples, dataclasses, nested) to ``device``."""
-    if _is_dataclass_instance(batch):
-        moved = {f.name: to_device(getattr(batch, f.name), device, non_blocking) for f in dataclasses.fields(batch)}
-        return dataclasses.replace(batch, **moved)
-    return tree_map(lambda t: t.to(device, non_blocking=non_blocking) if isinstance(t, Tensor) else t, batch)
+
+    def leaf(x: Any) -> Any:
+        if isinstance(x, Tensor):
+            return x.to(device, non_blocking=non_blocking)
+        if _is_dataclass_instance(x):  # pytree leaves: a dataclass, or a mapping that is not a dict
+            moved = {f.name: to_device(getattr(x, f.name), device, non_blocking) for f in dataclasses.fields(x)}
+            return dataclasses.replace(x, **moved)
+        if isinstance(x, Mapping):  # e.g. a tokenizer's BatchEncoding (a UserDict): a plain dict is enough
+            return {k: to_device(v, device, non_blocking) for k, v in x.items()}
+        return x
+
+    return tree_map(leaf, batch)
 
 
 def batch_samples(batch: Any) -> int:
@@ -256,7 +265,7 @@ def user_step(fn: Callable[[nn.Module, Any], Any]) -> TrainStep:
         if isinstance(result, Tensor):
             return StepOutput(result, batch_samples(batch))
         if isinstance(result, Mapping) and isinstance(result.get("loss"), Tensor):
-            metrics = {str(k): v for k, v in result.items() if k != "loss"}
+            metrics = {metric_name(k, "optim.step"): v for k, v in result.items() if k != "loss"}
             for k, v in metrics.items():
                 if not isinstance(v, (int, float)) and not (isinstance(v, Tensor) and v.numel() == 1):
                     raise BatchError(f"optim.step returned metric {k!r} as a {type(v).__name__}; expected a scalar")
