@@ -458,3 +458,49 @@ def mods_from(folder: Path, name: str) -> Any:
     sys.path.insert(0, str(folder))
     sys.modules.pop(name, None)
     return __import__(name)
+
+
+# --- the guide's examples, as written ------------------------------------------------------------------
+
+GUIDE = REPO / "docs" / "guide.md"
+
+
+def guide_files(section: str) -> dict[str, str]:
+    """The Python blocks of one guide section, by the file each names on its first line (``# pipeline/x.py``)."""
+    found = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", GUIDE.read_text(), re.S | re.M)
+    assert found, f"the guide has a section {section!r}"
+    files = {}
+    for block in re.findall(r"^```python\n(.*?)^```", found.group(1), re.S | re.M):
+        first = block.splitlines()[0]
+        assert first.startswith("# pipeline/") and first.endswith(".py"), first
+        files[first.removeprefix("# ")] = block
+    return files
+
+
+@pytest.mark.parametrize(
+    ("section", "pipeline"),
+    [
+        ("Language models and dict batches", "pipeline/lm.py"),
+        ("Hugging Face models", "pipeline/gpt2.py"),
+        ("Your own train.py", "pipeline/mine.py"),
+    ],
+)
+def test_guide_examples_run_as_written(tmp_path: Path, section: str, pipeline: str) -> None:
+    files = guide_files(section)
+    assert pipeline in files
+    root = tmp_path / "guide"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "pyproject.toml").write_text("[tool.traindoc]\n")
+    record, _ = run(root, pipeline)
+    assert record["status"] == "passed", (record["reason"], record["log_tail"])
+    assert record["expectations"] and all(e["passed"] for e in record["expectations"])
+    final = record["val"][-1]["metrics"]
+    if pipeline == "pipeline/lm.py":
+        assert {"val_loss", "val_token_accuracy", "val_perplexity"} <= set(final)
+    if pipeline == "pipeline/gpt2.py":
+        assert set(final) == {"val_loss", "val_perplexity"}  # no token accuracy against unshifted labels
+    if pipeline == "pipeline/mine.py":
+        assert record["mode"] == "script" and record["steps"] == 50
+        assert [c["path"] for c in record["checkpoints"]] == ["step_50.pt"]
