@@ -9,10 +9,13 @@ against the truth: the final checkpoint is reloaded here and the validation metr
 
 from __future__ import annotations
 
+import html
 import json
+import math
 import os
 import re
 import shutil
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -246,7 +249,7 @@ def truth(record: dict[str, Any], root: Path, model: str, call: Any) -> tuple[fl
     x, y = m.val().tensors
     with torch.no_grad():
         out = call(net, x)
-    return float(F.cross_entropy(out, y)), float((out.argmax(1) == y).float().mean())
+    return float(F.cross_entropy(out, y)), int((out.argmax(1) == y).sum()) / len(y)
 
 
 def no_traindoc_frames(text: str) -> None:
@@ -436,7 +439,7 @@ def test_own_script_runs_like_a_builtin_run(byo_copy: Path, nproc: int) -> None:
     net.load_state_dict(state["model"])
     x, y = m.val_set().tensors
     with torch.no_grad():
-        accuracy = float((net(x).argmax(1) == y).float().mean())
+        accuracy = int((net(x).argmax(1) == y).sum()) / len(y)
     assert accuracy == pytest.approx(record["final_val_accuracy"], abs=1e-9)
     log_file = run_dir / "train.log"
     assert log_file.is_file() and "step 100" in log_file.read_text()
@@ -504,3 +507,79 @@ def test_guide_examples_run_as_written(tmp_path: Path, section: str, pipeline: s
     if pipeline == "pipeline/mine.py":
         assert record["mode"] == "script" and record["steps"] == 50
         assert [c["path"] for c in record["checkpoints"]] == ["step_50.pt"]
+
+
+# --- the language-model example, on its real page ------------------------------------------------------
+
+
+def test_charlm_page_shows_true_lm_metrics_and_the_models_own_samples(digits_copy: Path) -> None:
+    """The repository's charlm page in a real MkDocs build; the budget cut to 30 steps to keep it short."""
+    root = digits_copy
+    spec = root / "pipeline" / "charlm.py"
+    short = spec.read_text().replace("DOCS_STEPS = 250", "DOCS_STEPS = 30")
+    short = re.sub(r"expect=\{\n.*?\n    \},\n", 'expect={"val_loss": {"max": 4.0}},\n', short, flags=re.S)  # 30 steps
+    spec.write_text(short)
+    (root / "docs").mkdir()
+    shutil.copy(REPO / "docs" / "charlm.md", root / "docs" / "index.md")
+    (root / "mkdocs.yml").write_text(
+        "site_name: lm\ntheme:\n  name: material\n  font: false\nplugins:\n  - traindoc:\n      mermaid: local\n"
+        "markdown_extensions:\n  - tables\n  - pymdownx.superfences:\n      custom_fences:\n"
+        "        - name: mermaid\n          class: mermaid\n"
+        "          format: !!python/name:pymdownx.superfences.fence_code_format\n"
+    )
+    env = {**ENV, "TRAINDOC_MERMAID_DIR": str(REPO / ".cache" / "mermaid" / "11.12.0"), "NO_MKDOCS_2_WARNING": "1"}
+    build = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    record, _ = run(root, "charlm")  # the same inputs: the run the page shows, from the cache
+    assert record["from_cache"] and record["status"] == "passed", record["reason"]
+    assert record["steps"] == 30 and record["final_val_accuracy"] is None
+    final = record["val"][-1]["metrics"]
+    assert set(final) == {"val_loss", "val_token_accuracy", "val_perplexity"}
+    assert final["val_perplexity"] == pytest.approx(math.exp(final["val_loss"]), rel=1e-9)
+    steps = [json.loads(x) for x in (Path(record["run_dir"]) / "steps.jsonl").read_text().splitlines()]
+    lrs = [s["lr"] for s in steps if "event" not in s]
+    peak = lrs.index(max(lrs))
+    assert max(lrs) == pytest.approx(6e-3) and 18 <= peak <= 20  # warm-up over 20 steps ...
+    assert lrs[:peak] == sorted(lrs[:peak]) and lrs[peak:] == sorted(lrs[peak:], reverse=True)  # ... then cosine
+    assert lrs[-1] < 6e-3 / 2
+
+    sys.path.insert(0, str(root / "pipeline"))
+    for name in ("charlm", "charlm_data", "charlm_model"):
+        sys.modules.pop(name, None)
+    import charlm
+
+    threads = torch.get_num_threads()
+    try:
+        net = charlm.model()  # one thread, as in the training process: the same floats, the same samples
+        net.load_state_dict(final_state(record))
+        val = charlm.val_set()
+        batch = charlm.collate([val[i] for i in range(len(val))])
+        net.eval()
+        with torch.no_grad():
+            logits = net(batch["input_ids"])
+        assert final["val_loss"] == pytest.approx(
+            float(F.cross_entropy(logits.flatten(0, 1), batch["labels"].flatten())), rel=1e-5
+        )
+        hits = logits.argmax(-1) == batch["labels"]
+        accuracy = int(hits.sum()) / hits.numel()
+        assert final["val_token_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+        assert record["samples"] == charlm.samples(net)
+    finally:
+        torch.set_num_threads(threads)
+
+    page = (root / "site" / "index.html").read_text()
+    for sample in record["samples"]:
+        assert f"<pre>{html.escape(sample)}</pre>" in page
+    text = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", page)).split())
+    assert "validation accuracy n/a" in text and not re.search(r"\b0\.000\b", text)
+    shown_loss = float(re.search(r"validation loss (\d+\.\d+)", text).group(1))  # type: ignore[union-attr]
+    shown_ppl = float(re.search(r"val_perplexity (\d+\.\d+)", text).group(1))  # type: ignore[union-attr]
+    assert shown_ppl == pytest.approx(math.exp(shown_loss), rel=2e-3)
+    assert page.count('class="mermaid"') >= 2 and "TinyGPT" in page
