@@ -273,3 +273,56 @@ def test_a_batch_that_does_not_fit_says_what_it_got(make_project: ProjectFactory
         "'model' / optim.step)"
     )
     assert not any("KeyError" in line for line in r.log_tail)
+
+
+def test_a_hugging_face_model_that_computes_its_own_loss(make_project: ProjectFactory) -> None:
+    """A model nobody here wrote (transformers' GPT-2, built from a config, no weights): dict batches
+    with an attention mask, `optim.loss: "model"`, perplexity recorded, accuracy absent."""
+    pytest.importorskip("transformers")
+    root = make_project(body=HF_PIPELINE)
+    r = runner.run("pipeline/tiny.py", RunOptions(progress=False, docs=True), root)
+    assert r.ok, (r.reason, r.log_tail)
+    assert r.steps == 12 and r.final_val_accuracy is None and "val_token_accuracy" not in r.final_metrics
+    assert r.final_val_loss is not None and r.final_metrics["val_perplexity"] <= 12.0
+    assert r.checkpoint_verified is True and r.final_loss is not None and r.first_loss is not None
+    assert r.final_loss < r.first_loss
+
+
+HF_PIPELINE = """
+import torch
+from torch.utils.data import Dataset
+from transformers import GPT2Config, GPT2LMHeadModel
+from traindoc.spec import Pipeline
+
+
+class Ids(Dataset):
+    def __init__(self, n, seed):
+        g = torch.Generator().manual_seed(seed)
+        base = torch.arange(16) % 8
+        self.rows = [(base + int(torch.randint(0, 8, (1,), generator=g))) % 8 for _ in range(n)]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        ids = self.rows[i]
+        return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+
+
+def model():
+    torch.manual_seed(0)
+    return GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=32, vocab_size=16, n_positions=32))
+
+
+pipeline = Pipeline(
+    name="hf",
+    environment={"image": "pytorch:2.13-cpu"},
+    devices="cpu",
+    model={"factory": model, "sample_input": {"shape": [2, 16], "dtype": "int64"}},
+    data={"train": lambda: Ids(128, 0), "val": lambda: Ids(32, 1), "batch_size": 16},
+    optim={"optimizer": lambda p: torch.optim.AdamW(p, lr=3e-3), "loss": "model", "seed": 0},
+    training={"epochs": 3, "log_every": 4, "docs_run": {"max_steps": 12, "max_seconds": 120}},
+    checkpoint={"dir": "/checkpoints", "every_steps": 100},
+    expect={"val_perplexity": {"max": 12.0}},
+)
+"""

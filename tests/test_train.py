@@ -20,7 +20,8 @@ from torch.utils.data import TensorDataset
 from traindoc import policy, protocol
 from traindoc.errors import BatchError, NonFiniteLoss
 from traindoc.train.data import BatchSource, batches, epoch_order
-from traindoc.train.loop import Checkpoint, Evaluate, Parts, TimeBudget, finish, fit
+from traindoc.train.evaluate import Evaluate, finish
+from traindoc.train.loop import Checkpoint, Parts, TimeBudget, fit
 from traindoc.train.optim import Optimization
 from traindoc.train.session import RankContext, Session, failure_of
 from traindoc.train.step import (
@@ -233,6 +234,17 @@ def test_policy_steps_per_epoch_is_what_the_data_gives(
     counts = {len(batches(epoch_order(n, 0, 0, True, r, world), batch, drop_last)) for r in range(world)}
     assert counts == {policy.batches_per_epoch(policy.items_per_rank(n, world), batch, drop_last)}
     assert policy.epoch_steps(n, batch, drop_last, world, accumulate) == math.ceil(counts.pop() / accumulate)
+
+
+@given(n=st.integers(1, 200), world=st.integers(1, 5), epoch=st.integers(0, 3), shuffle=st.booleans())
+def test_epoch_order_is_distributed_samplers(n: int, world: int, epoch: int, shuffle: bool) -> None:
+    """The deterministic order resume relies on is exactly torch's DistributedSampler's."""
+    from torch.utils.data import DistributedSampler
+
+    for rank in range(world):
+        sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=shuffle, seed=7)
+        sampler.set_epoch(epoch)
+        assert epoch_order(n, epoch, 7, shuffle, rank, world) == list(sampler)
 
 
 def test_policy_sharding_and_budget() -> None:
@@ -459,3 +471,12 @@ def test_script_run_writes_the_protocol_and_stops_at_the_budget(tmp_path: Path) 
         run.log(6, float("inf"), {})
     with pytest.raises(BatchError, match="metric name"):
         run.log(7, 1.0, {"bad name": 1.0})
+
+
+def test_rank_context_from_torchrun_environment() -> None:
+    env = {"RANK": "3", "LOCAL_RANK": "1", "WORLD_SIZE": "4", "TRAINDOC_DEVICE": "cpu"}
+    ctx = RankContext.from_env("cuda", env)  # the launcher's device decision wins over the spec
+    assert (ctx.rank, ctx.local_rank, ctx.world, ctx.device.type, ctx.main) == (3, 1, 4, "cpu", False)
+    alone = RankContext.from_env(["cpu"], {})
+    assert (alone.rank, alone.world, alone.device.type, alone.main) == (0, 1, "cpu", True)
+    assert alone.any_rank(True) and not alone.any_rank(False)  # no process group: its own answer

@@ -127,7 +127,7 @@ def ssh_password(f: Facts) -> Finding | None:
 
 @rule("ddp-sampler")
 def ddp_sampler(f: Facts) -> Finding | None:
-    if f.distributed.enabled and f.data.sampler != "DistributedSampler":
+    if f.distributed.enabled and f.data.sampler in ("RandomSampler", "SequentialSampler"):  # yours shards itself
         return _w(
             "ddp-sampler",
             "data.sampler",

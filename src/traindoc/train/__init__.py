@@ -6,7 +6,8 @@
 - :mod:`~traindoc.train.step`: TrainStep/EvalStep, StepOutput, ``supervised()``, batches to the device;
 - :mod:`~traindoc.train.optim`: Optimization (AMP, scaler, accumulation, clipping, schedule);
 - :mod:`~traindoc.train.data`: deterministic epoch order, device-resident data, DataLoader;
-- :mod:`~traindoc.train.loop`: ``fit()`` and the Evaluate, Checkpoint and TimeBudget callbacks;
+- :mod:`~traindoc.train.loop`: ``fit()`` and the Checkpoint and TimeBudget callbacks;
+- :mod:`~traindoc.train.evaluate`: the Evaluate callback (true metrics only, reduced over ranks);
 - :mod:`~traindoc.train.byo`: your own training script in place of ``fit()``;
 - ``python -m traindoc.train`` (alias ``traindoc.worker``): the process the runner starts.
 """

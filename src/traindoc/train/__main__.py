@@ -30,7 +30,8 @@ from .. import policy, protocol
 from ..loader import call, load, resolve
 from ..spec import Pipeline
 from .data import BatchSource, tensor_bytes, val_loader
-from .loop import Checkpoint, Evaluate, Parts, TimeBudget, fit, restore
+from .evaluate import Evaluate
+from .loop import Checkpoint, Parts, TimeBudget, fit, restore
 from .optim import Optimization
 from .session import RankContext, Session, Terminated, close_output, failure_of, redirect_output
 from .step import supervised, supervised_eval, user_step
@@ -240,7 +241,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     session: Session | None = None
     try:
         spec, file = load(args.pipeline)
-        resumed = (args.resume or spec.checkpoint.resume) and (run_dir / protocol.STEPS).exists()
+        folder = run_dir / protocol.CHECKPOINTS
+        resumed = (args.resume or spec.checkpoint.resume) and bool(ckpt.listed(folder))  # append to its logs
         if spec.training.script is not None:
             from .byo import run_script
 

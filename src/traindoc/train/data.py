@@ -29,7 +29,8 @@ def epoch_order(n: int, epoch: int, seed: int, shuffle: bool, rank: int, world: 
         order = list(range(n))
     if world > 1:
         total = math.ceil(n / world) * world
-        order = (order + order[: total - n])[rank:total:world]
+        pad = total - n  # repeated from the start like DistributedSampler (even when the set is tiny)
+        order = (order + (order * math.ceil(pad / n))[:pad])[rank:total:world]
     return order
 
 

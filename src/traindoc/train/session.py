@@ -61,14 +61,21 @@ class RankContext:
         backend = backend or os.environ.get("TRAINDOC_BACKEND") or ("nccl" if self.device.type == "cuda" else "gloo")
         timeout = timeout_s or float(os.environ.get(ENV_PG_TIMEOUT) or DEFAULT_PG_TIMEOUT_S)
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout))
+        _CPU_GROUP.clear()
+        if backend != "gloo":  # flags travel over gloo on the host: no CUDA sync per step
+            _CPU_GROUP.append(dist.new_group(backend="gloo", timeout=timedelta(seconds=timeout)))
 
     def any_rank(self, flag: bool) -> bool:
         """True when it is true on any rank (every rank must call it at the same point)."""
         if self.world <= 1 or not dist.is_initialized():
             return flag
-        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
-        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        group = _CPU_GROUP[0] if _CPU_GROUP else None
+        t = torch.tensor([1.0 if flag else 0.0], device="cpu" if group is not None else self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=group)
         return bool(t.item() > 0)
+
+
+_CPU_GROUP: list[Any] = []  # a host-side process group for per-step flags when the main one is NCCL
 
 
 def resolve_device(declared: Any) -> str:
