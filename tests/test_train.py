@@ -396,6 +396,12 @@ def test_diagnosis_earliest_primary_failure_is_the_root_cause() -> None:
     aftermath = [_failure(0, "peer", 1.0)]
     died = diagnose(None, aftermath, [0, 1], launched, 3)
     assert died.failed_rank == 1 and died.reason == "rank 1 died at step 3 without reporting an error"
+    hung = diagnose(None, [_failure(0, "peer_timeout", 1.0)], [0, 1], launched, 3)
+    assert (
+        hung.failed_rank == 1
+        and hung.reason.startswith("rank 1 hung at step 3")
+        and "rank(s) 0 timed out" in hung.reason
+    )
     over = diagnose(None, [_failure(0, "terminated", 9.0), _failure(1, "oom", 10.0)], [0, 1], launched, 3)
     assert over.failed_rank == 1  # a primary failure beats an earlier aftermath one
     one = dataclasses.replace(launched, world=1, codes=[-9])
@@ -410,6 +416,8 @@ def test_failure_kinds() -> None:
     assert failure_of(BatchError("batch does not fit: x"), 0, 1).kind == "batch"
     assert failure_of(Terminated("sigterm"), 1, 1).kind == "terminated"
     assert failure_of(RuntimeError("Connection closed by peer"), 0, 1).kind == "peer"
+    waited = RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:81] Timed out waiting 2000ms for recv operation")
+    assert failure_of(waited, 0, 1).kind == "peer_timeout"
     boom = failure_of(ValueError("boom"), 0, 4)
     assert boom.kind == "user_code" and boom.message == "ValueError: boom" and boom.primary
 
@@ -480,3 +488,52 @@ def test_rank_context_from_torchrun_environment() -> None:
     alone = RankContext.from_env(["cpu"], {})
     assert (alone.rank, alone.world, alone.device.type, alone.main) == (0, 1, "cpu", True)
     assert alone.any_rank(True) and not alone.any_rank(False)  # no process group: its own answer
+
+
+def test_a_sampler_shorter_than_its_len_is_named(tmp_path: Path) -> None:
+    class Liar:
+        def __len__(self) -> int:
+            return 40
+
+        def __iter__(self) -> Any:
+            return iter(range(8))
+
+    source = BatchSource(_classification(), batch_size=8, device=torch.device("cpu"), sampler=Liar())
+    session = Session(tmp_path, RankContext())
+    with pytest.raises(BatchError, match="fewer indices than its len"):
+        fit(session, _parts(nn.Linear(4, 2)), source, epochs=1, budget=policy.Budget(None, None))
+    session.close()
+
+
+@pytest.mark.parametrize("form", ["dataclass", "namedtuple", "dict", "list"])
+def test_fit_trains_a_sequence_model_on_each_batch_form(tmp_path: Path, form: str) -> None:
+    """Every batch form through the DataLoader (collate_fn), the built-in step and evaluation."""
+    torch.manual_seed(0)
+    rows = [torch.arange(i, i + 9) % 7 for i in range(48)]
+
+    def collate(items: list[torch.Tensor]) -> Any:
+        ids = torch.stack(items)
+        x, y = ids[:, :-1], ids[:, 1:]
+        return {
+            "dataclass": lambda: Batch(x, y),
+            "namedtuple": lambda: Pair(x, y),
+            "dict": lambda: {"input_ids": x, "labels": y},
+            "list": lambda: [x, y],
+        }[form]()
+
+    model = TinyLM()
+    parts = Parts(
+        model,
+        model,
+        Optimization(model.parameters(), torch.optim.Adam(model.parameters(), lr=0.05), device=torch.device("cpu")),
+        supervised("cross_entropy"),
+    )
+    source = BatchSource(rows, batch_size=8, device=torch.device("cpu"), collate_fn=collate)  # type: ignore[arg-type]
+    evaluate = Evaluate(lambda r, w: [collate(rows[:16])], eval_step=supervised_eval("cross_entropy"))
+    session = Session(tmp_path, RankContext())
+    fit(session, parts, source, epochs=4, budget=policy.Budget(None, None), callbacks=[evaluate])
+    session.close()
+    steps, evals = protocol.read_steps(tmp_path / protocol.STEPS)
+    assert len(steps) == 24 and steps[-1].loss < steps[0].loss
+    assert set(evals[-1].metrics) == {"val_loss", "val_token_accuracy", "val_perplexity"}
+    assert evals[-1].metrics["val_token_accuracy"] > 0.5  # the sequence is learnable: next = current + 1

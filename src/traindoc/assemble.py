@@ -75,6 +75,15 @@ def diagnose(
     root = protocol.root_cause(failures)
     if not primary and silent and launched.world > 1:
         rank = silent[0]
+        waiting = sorted(f.rank for f in failures if f.kind == "peer_timeout")
+        if waiting:  # its peers timed out in a collective it never reached: it hung
+            who = f"rank {rank}" if len(silent) == 1 else "ranks " + ", ".join(map(str, silent))
+            peers = ", ".join(map(str, waiting))
+            reason = (
+                f"{who} hung at step {last_step}: it never reached a collective operation, and rank(s) {peers} "
+                "timed out waiting for it"
+            )
+            return Outcome("failed", reason, rank, None)
         return Outcome("failed", f"rank {rank} died at step {last_step} without reporting an error", rank, None)
     if root is not None:
         where = f"rank {root.rank}" if launched.world > 1 else "the training process"

@@ -42,10 +42,11 @@ def rank_log(rank: int) -> str:
     return f"rank{rank}.log"
 
 
-FailureKind = Literal["user_code", "spec", "batch", "nan", "oom", "launch", "peer", "terminated"]
-# 'peer': a collective failed because another rank went away; 'terminated': SIGTERM from the launcher.
-# Both are the aftermath of another rank's failure, never a root cause when a primary failure exists.
-AFTERMATH: frozenset[str] = frozenset({"peer", "terminated"})
+FailureKind = Literal["user_code", "spec", "batch", "nan", "oom", "launch", "peer", "peer_timeout", "terminated"]
+# 'peer': a collective failed because another rank went away; 'peer_timeout': a collective timed out
+# waiting for another rank (which hung); 'terminated': SIGTERM from the launcher. All three are the
+# aftermath of another rank's failure, never a root cause when a primary failure exists.
+AFTERMATH: frozenset[str] = frozenset({"peer", "peer_timeout", "terminated"})
 
 
 @dataclass(frozen=True, kw_only=True)

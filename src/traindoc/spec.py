@@ -444,7 +444,11 @@ class Expect(_Model):
         return dict(self.__pydantic_extra__ or {})
 
     min_val_accuracy: float | None = Field(
-        None, ge=0.0, le=1.0, description="Final validation accuracy must reach this."
+        None,
+        ge=0.0,
+        le=1.0,
+        description="Final validation accuracy must reach this (shorthand for val_accuracy: min; accuracy is "
+        "recorded for classifiers only — bound val_token_accuracy for sequence models).",
     )
     min_loss_drop: float | None = Field(
         None,

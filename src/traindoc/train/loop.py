@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .. import checkpoint as ckpt
+from ..errors import BatchError
 from ..policy import Budget
 from ..protocol import CheckpointRecord
 from .data import BatchSource
@@ -67,6 +68,7 @@ class Callback:
         """Once, after the last step."""
 
 
+_END = object()
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _STATM: list[int] = []
 
@@ -160,7 +162,11 @@ def _one_step(parts: Parts, batches: Any, group: int) -> tuple[Tensor, int, dict
     metrics: dict[str, Any] = {}
     for i in range(group):
         t0 = time.perf_counter()
-        batch = next(batches)
+        batch = next(batches, _END)
+        if batch is _END:
+            raise BatchError(
+                "the data ended before the epoch did: the sampler yields fewer indices than its len() says"
+            )
         t1 = time.perf_counter()
         data_s += t1 - t0
         with no_sync_unless(parts.net, last=i == group - 1):

@@ -195,6 +195,8 @@ def failure_of(exc: BaseException, rank: int, step: int) -> RankFailure:
         kind, message, tb = "user_code", str(exc), exc.user_traceback
     elif isinstance(exc, TraindocError):
         kind, message = "spec", "; ".join(exc.lines())
+    elif _is_collective_timeout(exc):
+        kind, message, tb = "peer_timeout", f"{type(exc).__name__}: {exc}".splitlines()[0], user_tb(exc)
     elif _is_peer_failure(exc):
         kind, message, tb = "peer", f"{type(exc).__name__}: {exc}".splitlines()[0], user_tb(exc)
     else:
@@ -206,6 +208,17 @@ def failure_of(exc: BaseException, rank: int, step: int) -> RankFailure:
 
 class Terminated(Exception):
     """SIGTERM (torchrun tearing the ranks down after another one failed)."""
+
+
+_TIMED_OUT = ("timed out", "timeout waiting", "collective operation timeout", "watchdog caught collective")
+
+
+def _is_collective_timeout(exc: BaseException) -> bool:
+    """A collective that waited past the process-group timeout: another rank never arrived."""
+    if isinstance(exc, (TimeoutError, getattr(dist, "DistTimeoutError", TimeoutError))):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(s in text for s in _TIMED_OUT)
 
 
 def _is_peer_failure(exc: BaseException) -> bool:
