@@ -307,8 +307,10 @@ def test_step_hook_returning_a_tensor(tmp_path: Path) -> None:
     record, _ = run(root, "steptensor")
     assert record["status"] == "passed", (record["reason"], record["log_tail"])
     assert record["steps"] == 16 and record["final_loss"] < record["first_loss"]
-    _, accuracy = truth(record, root, "Net", lambda net, x: net(x))
-    assert record["val"][-1]["metrics"]["val_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    loss, _ = truth(record, root, "Net", lambda net, x: net(x))
+    final = record["val"][-1]["metrics"]
+    assert set(final) == {"val_loss"}, "validation ran the user's step: its loss, and no accuracy invented"
+    assert final["val_loss"] == pytest.approx(loss, rel=1e-5) and record["final_val_accuracy"] is None
 
 
 def test_step_hook_metrics_are_recorded_per_step_and_can_be_expected(tmp_path: Path) -> None:
