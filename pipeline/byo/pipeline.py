@@ -47,7 +47,8 @@ pipeline = Pipeline(
         "docs_run": {"max_steps": 100, "max_seconds": 60},
         "timeout_s": 600,
     },
-    checkpoint={"dir": "/checkpoints", "every_steps": 32, "keep_last": 2},
+    # train.py saves after each epoch (16 steps at 2 ranks) and keeps the newest two
+    checkpoint={"dir": "/checkpoints", "every_steps": 16, "keep_last": 2},
     distributed={"backend": "gloo", "nproc_per_node": 2, "rdzv_endpoint": "127.0.0.1:29531"},
     expect={"val_accuracy": {"min": 0.95}, "min_loss_drop": 0.5},
 )
