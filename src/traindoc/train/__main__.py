@@ -15,7 +15,6 @@ import random
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -27,7 +26,7 @@ from torch import nn
 
 from .. import checkpoint as ckpt
 from .. import policy, protocol, runfolder
-from ..loader import call, load, resolve
+from ..loader import call, load, resolve, user_traceback
 from ..spec import Pipeline
 from .data import BatchSource, tensor_bytes, val_loader
 from .evaluate import Evaluate
@@ -261,7 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         session.writer.summary(summary)
         return 0
     except BaseException as exc:
-        traceback.print_exc()
+        sys.stderr.write(user_traceback(exc))  # the user's frames only: the log tail is shown to people
         if session is not None:
             session.fail(exc)
         else:

@@ -16,13 +16,13 @@ import re
 import runpy
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import torch
 
 from .. import protocol, script
 from ..errors import Problem, SpecError
+from ..loader import user_traceback
 from ..spec import Pipeline
 from .session import failure_of, resolve_device
 
@@ -70,7 +70,7 @@ def run_script(spec: Pipeline, file: Path, args: argparse.Namespace, rank: int) 
             if exc.code not in (None, 0):
                 raise RuntimeError(f"the script exited with code {exc.code!r}") from None
     except BaseException as exc:
-        traceback.print_exc()
+        sys.stderr.write(user_traceback(exc))  # the user's frames only: the log tail is shown to people
         if run.writer is not None:
             run.writer.flush()
         protocol.write_failure(Path(args.run_dir), failure_of(exc, rank, run.last_step))
