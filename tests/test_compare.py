@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import REPO, ProjectFactory
 from traindoc.compare.diff import diff_models
 from traindoc.compare.stats import MIN_SEEDS, compare_metric, t_quantile, welch_interval
 from traindoc.facts import ModelFacts, ModuleFact
@@ -139,3 +145,105 @@ def test_identical_models_have_no_changes() -> None:
     mods = [_mod("", "Net", 5), _mod("a", "Linear", 5)]
     d = diff_models(_model(mods), _model(list(mods)))
     assert d.same and d.identical == 1  # the root, with everything under it
+
+
+# --- end to end: real runs over seeds, the CLI, a README section, a strict MkDocs build -------------------------
+
+
+def _two_pipelines(make_project: ProjectFactory) -> Path:
+    root = make_project(docs_steps=15, min_acc=0.0)
+    base = (root / "pipeline" / "tiny.py").read_text()
+    wide = base.replace('name="tiny"', 'name="wide"').replace("return TinyNet()", "return TinyNet(width=48)")
+    (root / "pipeline" / "wide.py").write_text(wide)
+    (root / "pyproject.toml").write_text(
+        '[tool.traindoc]\npipelines = { tiny = "pipeline/tiny.py", wide = "pipeline/wide.py" }\n'
+    )
+    return root
+
+
+def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    return subprocess.run(
+        [sys.executable, "-m", "traindoc", *args], cwd=root, env=env, capture_output=True, text=True, timeout=900
+    )
+
+
+@pytest.mark.slow
+def test_compare_end_to_end(make_project: ProjectFactory, session_browser: object) -> None:
+    from traindoc.browser import render_many
+
+    root = _two_pipelines(make_project)
+    p = _cli(root, "compare", "tiny", "wide", "--seeds", "3", "--docs", "--json", "--markdown", "cmp.md",
+             "--diagram", "diff.mmd")  # fmt: skip
+    assert p.returncode == 0, p.stderr[-3000:]
+    data = json.loads(p.stdout)
+    assert [len(data["a"]["runs"]), len(data["b"]["runs"])] == [3, 3]
+    seeds_used = {json.dumps(r["loss_curve"][:3]) for r in data["a"]["runs"]}
+    assert len(seeds_used) == 3, "each seed must train differently"
+    diffs = {d["metric"]: d for d in data["differences"]}
+    assert {"val_accuracy", "val_loss", "final_loss"} <= set(diffs)
+    for d in diffs.values():  # three seeds a side: every metric has an interval and a verdict in words
+        assert d["low"] is not None and d["low"] <= d["delta"] <= d["high"]
+        assert d["verdict"] in ("a_better", "b_better", "within_noise")
+    changed = {(c["status"], c["name"]) for c in data["model_diff"]}
+    assert ("changed", "body.0") in changed and ("changed", "body.2") in changed
+    assert ("changed", "body.1") not in changed  # the ReLU has no parameters: identical, folded away
+    page = (root / "cmp.md").read_text()
+    assert "Model diff" in page and "```mermaid" in page and 'data-traindoc="chart"' in page
+    assert str(root) not in page  # no absolute path of this machine
+    diff = (root / "diff.mmd").read_text()
+    assert "class " in diff and " changed" in diff
+    (rendered,) = render_many([diff], browser=session_browser)
+    assert rendered.error is None and rendered.nodes >= 3
+
+    # Cached: a second comparison reuses every run; one seed says no conclusion can be drawn.
+    p = _cli(root, "compare", "tiny", "wide", "--seeds", "1", "--docs", "--json")
+    assert p.returncode == 0, p.stderr[-2000:]
+    again = json.loads(p.stdout)
+    assert all(r["from_cache"] for r in again["a"]["runs"] + again["b"]["runs"])
+    assert all(d["verdict"] == "inconclusive" for d in again["differences"])
+    p = _cli(root, "compare", "tiny", "wide", "--seeds", "1", "--docs")
+    assert "no conclusion can be drawn" in p.stdout
+
+    # An expectation on B − A that cannot hold makes it a failing test (exit 5), said in one line.
+    p = _cli(
+        root, "compare", "tiny", "wide", "--seeds", "3", "--docs", "--expect", '{"val_accuracy": {"min_delta": 0.5}}'
+    )
+    assert p.returncode == 5 and "✘ val_accuracy: B − A" in p.stdout, p.stdout + p.stderr[-2000:]
+    p = _cli(root, "compare", "tiny", "wide", "--expect", '{"val_accuracy": {"at_least": 1}}', "--seeds", "1", "--docs")
+    assert p.returncode == 2 and "unknown bound" in p.stderr
+
+    # README section from the cached runs (never trains).
+    (root / "README.md").write_text(
+        "# x\n<!-- traindoc:begin compare a=tiny b=wide seeds=3 -->\n<!-- traindoc:end -->\n"
+    )
+    p = _cli(root, "readme", "README.md")
+    assert p.returncode == 0, p.stderr
+    readme = (root / "README.md").read_text()
+    assert "within seed noise" in readme or "larger than seed noise" in readme
+    (root / "README.md").write_text(
+        "# x\n<!-- traindoc:begin compare a=tiny b=wide seeds=7 -->\n<!-- traindoc:end -->\n"
+    )
+    assert _cli(root, "readme", "README.md").returncode == 0
+    assert "No recorded comparison yet" in (root / "README.md").read_text()
+
+    # A docs page: the comparison runs in the build, and a missed expectation fails it (strict).
+    docs = root / "docs"
+    docs.mkdir()
+    fence = "```traindoc\nshow: compare\npipelines: [tiny, wide]\nseeds: 3\nexpect: {{val_accuracy: {{min_delta: {d}}}}}\n```\n"
+    (docs / "index.md").write_text("# Why wide\n\n" + fence.format(d=-1.0))
+    (root / "mkdocs.yml").write_text(
+        "site_name: t\nstrict: true\ntheme:\n  name: material\n  font: false\n"
+        "markdown_extensions:\n  - tables\n  - pymdownx.superfences:\n      custom_fences:\n"
+        "        - name: mermaid\n          class: mermaid\n          format: !!python/name:pymdownx.superfences.fence_code_format\n"
+        "plugins:\n  - traindoc:\n      mermaid: local\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    build = [sys.executable, "-m", "mkdocs", "build", "--strict"]
+    ok = subprocess.run(build, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    html = (root / "site" / "index.html").read_text()
+    assert "B − A" in html and "seed noise" in html
+    (docs / "index.md").write_text("# Why wide\n\n" + fence.format(d=0.9))
+    bad = subprocess.run(build, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    assert bad.returncode != 0 and "compare tiny vs wide" in bad.stderr, bad.stderr[-2000:]

@@ -5,7 +5,7 @@ results record the templates read too. Importing this package never imports torc
 
 A training script of your own reports to traindoc with three calls (see :mod:`traindoc.script`):
 ``traindoc.log(step=..., loss=..., **metrics)``, ``traindoc.checkpoint_dir()`` and
-``traindoc.should_stop()``.
+``traindoc.should_stop()`` (and ``traindoc.seed(default)`` for comparisons over seeds).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "checkpoint_dir", "log", "should_stop"]
+__all__ = ["__version__", "checkpoint_dir", "log", "seed", "should_stop"]
 
 
 def log(step: int, loss: float | None = None, **metrics: Any) -> None:
@@ -45,3 +45,13 @@ def should_stop() -> bool:
     from .script import current
 
     return current().should_stop()
+
+
+def seed(default: int = 0) -> int:
+    """The seed to use: the one ``traindoc compare`` runs this script with, else ``default``."""
+    import os
+
+    from .script import ENV_SEED
+
+    value = os.environ.get(ENV_SEED, "")
+    return int(value) if value.strip().lstrip("-").isdigit() else default

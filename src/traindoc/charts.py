@@ -211,7 +211,14 @@ def training_chart(
         panels.append(Panel("Learning rate", [Line("lr", lrs, COLORS["lr"])], 110))
     if tps:
         panels.append(Panel("Throughput (samples/s)", [Line("samples/s", smooth(tps), COLORS["throughput"])], 110))
+    return panels_svg(panels, title=title, width=width, standalone=standalone)
+
+
+def panels_svg(panels: Sequence[Panel], *, title: str, width: int = WIDTH, standalone: bool = False) -> str:
+    """Stacked panels sharing one step axis, as an SVG document ("" when no panel has points)."""
     xs = [x for p in panels for ln in p.lines for x, _ in ln.points]
+    if not xs:
+        return ""
     x0, x1 = min(xs), max(xs)
     gap = 16
     body: list[str] = []

@@ -143,6 +143,39 @@ def cmd_chart(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import atomic, export
+    from .compare import compare_pipelines, page
+    from .render import project_templates_dir
+
+    fmt = export.format_for(Path(args.diagram), None) if args.diagram else None  # checked before any work
+    expect = json.loads(args.expect) if args.expect else None
+    c = compare_pipelines(
+        args.a,
+        args.b,
+        seeds=args.seeds,
+        docs=args.docs,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        expect=expect,
+        progress=not args.json,
+        nproc=args.nproc,
+    )
+    templates = project_templates_dir(Path.cwd())
+    if args.markdown:
+        atomic.write_text(Path(args.markdown), page.block(c, templates, docs=args.docs))
+    if fmt is not None:
+        export.export_text(page.diagram(c, templates), "model diff", fmt, Path(args.diagram))
+    if args.json:
+        print(json.dumps(page.as_dict(c), indent=2, ensure_ascii=False))
+    else:
+        print(page.summary(c))
+    if not c.ok:
+        from .errors import RunFailed
+
+        raise RunFailed("the comparison failed: a run failed or an expectation on B − A was not met")
+    return 0
+
+
 def cmd_lint(args: argparse.Namespace) -> int:
     from . import lint
 
@@ -280,6 +313,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, help="SVG file to write (e.g. docs/loss.svg for a README)")
     sp.add_argument("--cache-dir", default=None, help="cache folder (default .cache/traindoc)")
     sp.set_defaults(func=cmd_chart)
+
+    sp = sub.add_parser("compare", help="run two pipelines over the same seeds and compare them (verdict, diff)")
+    sp.add_argument("a", help="pipeline A (the baseline): a reference or a name from pyproject.toml")
+    sp.add_argument("b", help="pipeline B (the change)")
+    sp.add_argument("--seeds", type=int, default=3, help="runs per side, seeds 0..N-1 (default 3; fewer: no verdict)")
+    sp.add_argument("--docs", action="store_true", help="use each spec's docs_run budget (few steps)")
+    sp.add_argument("--nproc", type=int, default=None, help="processes per run, both sides (default: each spec's)")
+    sp.add_argument(
+        "--expect", default=None, help='bounds on B − A as JSON, e.g. \'{"val_accuracy": {"min_delta": 0}}\''
+    )
+    sp.add_argument("--markdown", default=None, help="also write the comparison as Markdown to this file")
+    sp.add_argument("--diagram", default=None, help="also export the model diff diagram (.svg, .png or .mmd)")
+    sp.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    sp.add_argument("--cache-dir", default=None, help="cache folder (default .cache/traindoc)")
+    sp.set_defaults(func=cmd_compare)
 
     sp = sub.add_parser("lint", help="check the pipeline against training-system best practice")
     pipeline_arg(sp)

@@ -8,6 +8,13 @@
     direction: auto       # system / data / distributed: auto (top-down), TB or LR
     ```
 
+    ```traindoc
+    show: compare         # two pipelines over the same seeds, with a verdict and a model diff
+    pipelines: [digits-plain, digits]    # A (baseline), B (the change)
+    seeds: 3              # runs per side (default 3; fewer gives no verdict)
+    expect: {val_accuracy: {min_delta: 0.0}}   # bounds on B − A: the build fails when one is missed
+    ```
+
 A :class:`Provider` supplies facts and run results; the MkDocs plugin passes one that caches and
 runs in the background, ``formatter`` (a pymdownx.superfences formatter, for Zensical or plain
 Python-Markdown) uses :class:`CachedProvider`.
@@ -29,8 +36,8 @@ from .errors import CacheCorrupt, TraindocError
 from .facts import Facts
 from .results import RunResult
 
-SHOW = (*content.BLOCKS, "spec-reference", "cli-reference")
-KEYS = ("pipeline", "show", "depth", "direction")
+SHOW = (*content.BLOCKS, "compare", "spec-reference", "cli-reference")
+KEYS = ("pipeline", "pipelines", "show", "depth", "direction", "seeds", "expect", "nproc")
 FENCE_RE = re.compile(
     r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*traindoc[ \t]*\n(?P<body>.*?)^(?P=indent)(?P=fence)[ \t]*$",
     re.M | re.S,
@@ -47,6 +54,10 @@ class FenceOptions:
     pipeline: str | None
     depth: int | None
     direction: str | None = None
+    pipelines: tuple[str, str] | None = None  # show: compare
+    seeds: int = 3
+    expect: dict[str, dict[str, float]] | None = None
+    nproc: int | None = None  # show: compare: processes per run (default: the spec's)
 
 
 def parse_options(body: str, where: str) -> FenceOptions:
@@ -62,6 +73,8 @@ def parse_options(body: str, where: str) -> FenceOptions:
     show = str(data.get("show", "system"))
     if show not in SHOW:
         raise FenceError(f"{where}: show: {show!r} is not one of {', '.join(SHOW)}")
+    if show == "compare":
+        return _compare_options(data, where)
     pipeline = data.get("pipeline")
     if pipeline is None and show not in ("spec-reference", "cli-reference"):
         raise FenceError(f"{where}: show: {show} needs 'pipeline: NAME'")
@@ -76,6 +89,36 @@ def parse_options(body: str, where: str) -> FenceOptions:
     )
 
 
+def _compare_options(data: dict[Any, Any], where: str) -> FenceOptions:
+    pair = data.get("pipelines")
+    if not isinstance(pair, list) or len(pair) != 2 or not all(isinstance(p, str) for p in pair):
+        raise FenceError(f"{where}: show: compare needs 'pipelines: [A, B]' (two pipeline names)")
+    seeds = data.get("seeds", 3)
+    if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= 20:
+        raise FenceError(f"{where}: seeds must be an integer from 1 to 20, got {seeds!r}")
+    expect = data.get("expect")
+    ok_expect = isinstance(expect, dict) and all(
+        isinstance(k, str)
+        and isinstance(v, dict)
+        and all(b in ("min_delta", "max_delta") and isinstance(t, (int, float)) for b, t in v.items())
+        for k, v in expect.items()
+    )
+    if expect is not None and not ok_expect:
+        raise FenceError(f"{where}: expect must map metrics to {{min_delta: N}} and/or {{max_delta: N}}")
+    nproc = data.get("nproc")
+    if nproc is not None and (not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1):
+        raise FenceError(f"{where}: nproc must be a positive integer, got {nproc!r}")
+    return FenceOptions(
+        show="compare",
+        pipeline=None,
+        depth=None,
+        pipelines=(pair[0], pair[1]),
+        seeds=seeds,
+        expect=expect,
+        nproc=nproc,
+    )
+
+
 class Provider(Protocol):
     templates: str | None
 
@@ -83,10 +126,14 @@ class Provider(Protocol):
 
     def run(self, pipeline: str) -> tuple[RunResult | None, str | None]: ...
 
+    def run_seed(self, pipeline: str, seed: int | None, nproc: int | None = None) -> RunResult: ...
+
 
 def render_fence(opts: FenceOptions, provider: Provider) -> str:
     if opts.show in ("spec-reference", "cli-reference"):
         return reference_page(opts.show)
+    if opts.show == "compare":
+        return compare_fence(opts, provider)
     assert opts.pipeline is not None
     facts = provider.facts(opts.pipeline)
     result, notice = (None, None)
@@ -102,6 +149,31 @@ def render_fence(opts: FenceOptions, provider: Provider) -> str:
         root=getattr(provider, "root", None),
         direction=opts.direction,
     )
+
+
+def compare_fence(opts: FenceOptions, provider: Provider) -> str:
+    """Both pipelines over the same seeds (docs budget; cached runs reused), then the comparison section.
+    A failed run or a missed expectation on B − A fails the build like a single run does."""
+    from .compare import run as compare_run
+    from .compare import seeds_for
+    from .compare.page import block
+
+    assert opts.pipelines is not None
+    a, b = opts.pipelines
+    c = compare_run.compare(
+        a,
+        b,
+        seeds=seeds_for(opts.seeds),
+        runner=lambda name, seed: provider.run_seed(name, seed, opts.nproc),
+        facts_for=provider.facts,
+        expect=opts.expect,
+        nproc=opts.nproc,
+    )
+    report = getattr(provider, "report", None)
+    if report is not None and not c.ok:
+        missed = [e.text for e in c.expectations if not e.passed]
+        report(f"compare {a} vs {b}: " + ("; ".join(missed) if missed else "a run failed"))
+    return block(c, provider.templates, getattr(provider, "root", None), docs=True)
 
 
 def reference_page(show: str) -> str:
@@ -179,6 +251,18 @@ class CachedProvider:
         if hit is not None or self.execute == "never":
             return hit, None if hit else "No cached run for these inputs (execute: never)."
         return runner.run(pipeline, opts, self.root), None
+
+    def run_seed(self, pipeline: str, seed: int | None, nproc: int | None = None) -> RunResult:
+        from . import runner
+        from .errors import CompareError
+
+        opts = runner.RunOptions(docs=True, seed=seed, cache_dir=self.cache_dir, progress=False, nproc=nproc)
+        if self.execute == "never":
+            hit = runner.lookup(pipeline, opts, self.root)
+            if hit is None:
+                raise CompareError(f"{pipeline}: no cached run for seed {seed} (execute: never)")
+            return hit
+        return runner.run(pipeline, opts, self.root)
 
 
 def formatter(source: str, language: str, css_class: str, options: dict[str, Any], md: Any, **kwargs: Any) -> str:

@@ -175,3 +175,9 @@ class ExportFormatError(TraindocError):
     """The export format does not match the output file's extension (or the extension is unknown)."""
 
     exit_code = 1
+
+
+class CompareError(TraindocError):
+    """A comparison cannot be made as asked (bad seeds, unknown expectation bound, pipelines missing)."""
+
+    exit_code = 2

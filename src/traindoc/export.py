@@ -65,10 +65,15 @@ def export(
     direction: str | None = None,
 ) -> Path:
     d = diagrams.diagram(facts, kind, depth, project_templates_dir(find_root()), direction)
+    return export_text(d.text, kind, fmt, output, theme=theme, scale=scale)
+
+
+def export_text(text: str, kind: str, fmt: str, output: Path, *, theme: str = "light", scale: float = 2.0) -> Path:
+    """Any Mermaid text (a diagram, a comparison's model diff) to .mmd, standalone XML SVG or PNG."""
     if fmt not in FORMATS.values():
         raise ExportFormatError(f"unknown format {fmt!r}; use svg, png or mmd")
     if fmt == "mmd":
-        atomic.write_text(output, d.text)
+        atomic.write_text(output, text)
         return output
     mermaid_theme, background = THEMES[theme]
     with browser.chromium() as b:
@@ -98,7 +103,7 @@ def export(
                       return {svg: xml, error: null, width: w, height: h};
                     } catch (e) { return {svg: '', error: String(e && e.message || e)}; }
                 }""",
-                [d.text, mermaid_theme, fmt == "png", background, FONT_FAMILY],
+                [text, mermaid_theme, fmt == "png", background, FONT_FAMILY],
             )
             if rendered["error"]:
                 raise BrowserUnavailable(f"Mermaid could not render the {kind} diagram: {rendered['error']}")

@@ -21,6 +21,7 @@ class WorkerOptions:
     resume: bool = False
     max_steps: int | None = None
     max_seconds: float | None = None
+    seed: int | None = None  # overrides optim.seed (comparisons run one pipeline over several seeds)
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ def worker_args(opts: WorkerOptions) -> list[str]:
         args += ["--max-steps", str(opts.max_steps)]
     if opts.max_seconds is not None:
         args += ["--max-seconds", str(opts.max_seconds)]
+    if opts.seed is not None:
+        args += ["--seed", str(opts.seed)]
     return args
 
 

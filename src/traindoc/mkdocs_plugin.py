@@ -8,6 +8,7 @@ background thread and a finished run triggers a rebuild by touching a watched fi
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
@@ -22,7 +23,7 @@ from mkdocs.plugins import BasePlugin, event_priority
 from mkdocs.structure.files import File, Files
 
 from . import assets, cache, docsgen, procs, runner, service
-from .errors import TraindocError
+from .errors import CompareError, TraindocError
 from .facts import Facts
 from .project import find_root, named_pipelines
 from .render import project_templates_dir
@@ -211,6 +212,22 @@ class TraindocPlugin(BasePlugin[TraindocConfig]):  # type: ignore[no-untyped-cal
             progress=not self.serving,
             force=force,
         )
+
+    def run_seed(self, pipeline: str, seed: int | None, nproc: int | None = None) -> RunResult:
+        """One seed of a comparison, synchronously (cached runs are reused; never: cache only)."""
+        ref = self._ref(pipeline)
+        base = self._options(force=self.config.execute == "always")
+        opts = dataclasses.replace(base, seed=seed, nproc=nproc or base.nproc)
+        if self.config.execute == "never":
+            hit = runner.lookup(ref, opts, self.root)
+            if hit is None:
+                raise CompareError(f"{pipeline}: no cached run for seed {seed} (execute: never)")
+            return hit
+        return runner.run(ref, opts, self.root)
+
+    def report(self, message: str) -> None:
+        """A failure that fails a strict build (a comparison's missed expectation)."""
+        self.failures.append(message)
 
     def run(self, pipeline: str) -> tuple[RunResult | None, str | None]:
         if pipeline not in self.run_memo:

@@ -28,6 +28,8 @@ def generate_text(text: str, filename: str, root: Path, cache_dir: str | None = 
     templates = project_templates_dir(root)
 
     def generate(s: sections.Section) -> str:
+        if s.kind == "compare":
+            return _compare_section(s, filename, root, cache_dir, templates)
         ref = _pipeline_for(s, filename, root)
         facts = service.facts_for(ref, cache_dir=cache_dir, in_process=True, root=root, confine=True)
         depth = int(s.params["depth"]) if s.params.get("depth", "").isdigit() else None
@@ -41,7 +43,30 @@ def generate_text(text: str, filename: str, root: Path, cache_dir: str | None = 
             s.kind, facts, result=result, notice=notice, depth=depth, templates=templates, root=root, chart=False
         )
 
-    return sections.replace(text, generate, filename, content.BLOCKS)
+    return sections.replace(text, generate, filename, (*content.BLOCKS, "compare"))
+
+
+def _compare_section(
+    s: sections.Section, filename: str, root: Path, cache_dir: str | None, templates: str | None
+) -> str:
+    """``<!-- traindoc:begin compare a=NAME b=NAME seeds=3 -->``: from cached runs only."""
+    from .compare import cached_comparison
+    from .compare.page import block
+
+    a, b = s.params.get("a"), s.params.get("b")
+    if not a or not b:
+        raise MarkerError(f"{filename}({s.line_no}): name both sides, e.g. 'traindoc:begin compare a=NAME b=NAME'")
+    seeds = int(s.params["seeds"]) if s.params.get("seeds", "").isdigit() else 3
+    nproc = int(s.params["nproc"]) if s.params.get("nproc", "").isdigit() else None
+    cache = Path(cache_dir) if cache_dir else None
+    c = cached_comparison(a, b, seeds=seeds, root=root, cache_dir=cache, nproc=nproc)
+    if c is None:
+        from .escape import md_code
+
+        run = md_code(f"traindoc compare {shlex.quote(a)} {shlex.quote(b)} --seeds {seeds} --docs")
+        again = md_code(f"traindoc readme {shlex.quote(Path(filename).name)}")
+        return f"No recorded comparison yet: {run}, then {again}.\n"
+    return block(c, templates, root, docs=True)
 
 
 def update_file(path: Path, *, check: bool = False, cache_dir: str | None = None) -> tuple[bool, str]:

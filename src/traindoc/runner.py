@@ -40,9 +40,13 @@ class RunOptions:
     run_dir: Path | None = None
     progress: bool = True
     use_cache: bool = True
+    seed: int | None = None  # overrides optim.seed
 
     def key_options(self) -> dict[str, Any]:
-        return {"what": "run", "docs": self.docs, "nproc": self.nproc, "max_steps": self.max_steps}
+        key: dict[str, Any] = {"what": "run", "docs": self.docs, "nproc": self.nproc, "max_steps": self.max_steps}
+        if self.seed is not None:
+            key["seed"] = self.seed
+        return key
 
 
 def _layout(t: service.Target, opts: RunOptions) -> cache.Layout:
@@ -287,7 +291,12 @@ def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: Ru
     nnodes = facts.distributed.nnodes
     nproc = opts.nproc or facts.distributed.nproc_per_node
     worker_opts = launch.WorkerOptions(
-        pipeline=t.ref, run_dir=str(run_dir), docs=opts.docs, resume=opts.resume, max_steps=opts.max_steps
+        pipeline=t.ref,
+        run_dir=str(run_dir),
+        docs=opts.docs,
+        resume=opts.resume,
+        max_steps=opts.max_steps,
+        seed=opts.seed,
     )
     backend = launch.resolve_backend(facts.distributed.backend_declared, device)
     launches = launch.plan(

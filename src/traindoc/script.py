@@ -27,6 +27,7 @@ ENV_MAX_SECONDS = "TRAINDOC_MAX_SECONDS"
 ENV_STARTED = "TRAINDOC_STARTED"  # time.time() the run started: the time budget counts from there
 ENV_LOG_FILE = "TRAINDOC_LOG_FILE"
 ENV_APPEND = "TRAINDOC_APPEND"
+ENV_SEED = "TRAINDOC_SEED"  # set when a comparison runs the pipeline with another seed (traindoc compare)
 
 
 class ScriptRun:

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import CompareError
 from ..facts import Facts
 from ..results import Expectation, RunResult
 from .diff import ModelDiff, diff_models
@@ -79,9 +80,7 @@ DEFAULT_METRICS = ("val_accuracy", "val_token_accuracy", "val_loss", "val_perple
 def metrics_to_compare(a: Side, b: Side, wanted: tuple[str, ...] = DEFAULT_METRICS) -> list[str]:
     """Metrics both sides measured, the usual ones first, then every other shared final metric."""
     names = [m for m in wanted if a.values(m) and b.values(m)]
-    extra = sorted(
-        set().union(*(r.final_metrics for r in a.runs)) & set().union(*(r.final_metrics for r in b.runs))
-    )
+    extra = sorted(set().union(*(r.final_metrics for r in a.runs)) & set().union(*(r.final_metrics for r in b.runs)))
     return names + [m for m in extra if m not in names and a.values(m) and b.values(m)]
 
 
@@ -108,7 +107,7 @@ def check_compare(expect: Mapping[str, Mapping[str, float]], diffs: list[Differe
         d = by_name.get(metric)
         for bound, threshold in bounds.items():
             if bound not in ("min_delta", "max_delta"):
-                raise ValueError(f"expect_compare.{metric}: unknown bound {bound!r} (use min_delta or max_delta)")
+                raise CompareError(f"expect_compare.{metric}: unknown bound {bound!r} (use min_delta or max_delta)")
             t = float(threshold)
             if d is None:
                 text = f"{metric}: B − A {'≥' if bound == 'min_delta' else '≤'} {t:g} — not measured on both sides"
@@ -121,7 +120,7 @@ def check_compare(expect: Mapping[str, Mapping[str, float]], diffs: list[Differe
     return out
 
 
-Runner = Callable[[str, int], RunResult]
+Runner = Callable[[str, int | None], RunResult]  # (pipeline, seed; None = the spec's own seed)
 FactsFor = Callable[[str], Facts]
 
 
@@ -130,11 +129,13 @@ def parallel_slots(world_size: int, cores: int | None = None) -> int:
     return max(1, (cores or os.cpu_count() or 1) // max(1, world_size))
 
 
-def run_seeds(runner: Runner, ref: str, seeds: list[int], slots: int) -> list[RunResult]:
+def run_seeds(runner: Runner, ref: str, seeds: list[int], slots: int, own_seed: int | None) -> list[RunResult]:
+    """One run per seed; the spec's own seed runs as the spec's own run (shared with the run page's cache)."""
+    wanted: list[int | None] = [None if s == own_seed else s for s in seeds]
     if slots <= 1 or len(seeds) <= 1:
-        return [runner(ref, s) for s in seeds]
+        return [runner(ref, s) for s in wanted]
     with ThreadPoolExecutor(max_workers=min(slots, len(seeds))) as pool:
-        return list(pool.map(lambda s: runner(ref, s), seeds))
+        return list(pool.map(lambda s: runner(ref, s), wanted))
 
 
 def compare(
@@ -146,12 +147,13 @@ def compare(
     facts_for: FactsFor,
     expect: Mapping[str, Mapping[str, float]] | None = None,
     metrics: tuple[str, ...] = DEFAULT_METRICS,
+    nproc: int | None = None,
 ) -> Comparison:
     fa, fb = facts_for(ref_a), facts_for(ref_b)
-    world = max(fa.distributed.nproc_per_node * fa.distributed.nnodes, 1)
+    world = nproc or max(fa.distributed.nproc_per_node * fa.distributed.nnodes, 1)
     slots = parallel_slots(world)
-    a = Side("A", ref_a, fa, run_seeds(runner, ref_a, seeds, slots))
-    b = Side("B", ref_b, fb, run_seeds(runner, ref_b, seeds, slots))
+    a = Side("A", ref_a, fa, run_seeds(runner, ref_a, seeds, slots, fa.optim.seed))
+    b = Side("B", ref_b, fb, run_seeds(runner, ref_b, seeds, slots, fb.optim.seed))
     diffs = [
         compare_metric(m, a.values(m), b.values(m), higher_is_better=higher_is_better(m))
         for m in metrics_to_compare(a, b, metrics)
@@ -165,4 +167,3 @@ def compare(
         environment=environment_changes(fa, fb),
         expectations=check_compare(expect or {}, diffs),
     )
-

@@ -44,6 +44,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--resume", action="store_true")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--seed", type=int, default=None, help="overrides optim.seed")
     return p.parse_args(argv)
 
 
@@ -159,8 +160,9 @@ def _step_eval(parts: Parts) -> Any:
 
 def train(spec: Pipeline, file: Path, args: argparse.Namespace, session: Session) -> protocol.WorkerSummary:
     ctx = session.ctx
-    seed = spec.optim.seed if spec.optim.seed is not None else 0
-    if spec.optim.seed is not None:
+    chosen = args.seed if args.seed is not None else spec.optim.seed
+    seed = chosen if chosen is not None else 0
+    if chosen is not None:
         seed_everything(seed)
     parts = build_parts(spec, file, ctx)
     source = build_source(spec, file, ctx, seed)

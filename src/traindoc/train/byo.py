@@ -50,6 +50,7 @@ def environment(spec: Pipeline, args: argparse.Namespace, started: float) -> dic
         script.ENV_APPEND: "1" if args.resume else "",
         script.ENV_MAX_STEPS: str(budget.max_steps) if budget.max_steps else "",
         script.ENV_MAX_SECONDS: repr(budget.max_seconds) if budget.max_seconds is not None else "",
+        script.ENV_SEED: str(args.seed) if args.seed is not None else "",
     }
     return env
 
