@@ -113,6 +113,7 @@ RULE_CASES = {
     "num-workers": lambda f: _with(f, data={"train_len": 1_000_000, "device_resident": False}),
     "seed": lambda f: _with(f, optim={"seed": None}),
     "checkpoint-cadence": lambda f: _with(f, checkpoint={"every_steps": 1000}),
+    "model-traced": lambda f: _with(f, model={"traced": False, "untraced_reason": "forward failed on meta"}),
     # what introspection does with a token written into the spec: masked, and the lint rule names the field
     "secret-in-spec": lambda f: service.redact_facts(f.model_copy(update={"description": "hf_" + "Ab12" * 8})),
 }

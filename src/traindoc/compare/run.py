@@ -81,7 +81,8 @@ def metrics_to_compare(a: Side, b: Side, wanted: tuple[str, ...] = DEFAULT_METRI
     """Metrics both sides measured, the usual ones first, then every other shared final metric."""
     names = [m for m in wanted if a.values(m) and b.values(m)]
     extra = sorted(set().union(*(r.final_metrics for r in a.runs)) & set().union(*(r.final_metrics for r in b.runs)))
-    return names + [m for m in extra if m not in names and a.values(m) and b.values(m)]
+    skip = {"first_loss"}  # where training started says nothing about the change
+    return names + [m for m in extra if m not in names and m not in skip and a.values(m) and b.values(m)]
 
 
 def environment_changes(a: Facts, b: Facts) -> list[EnvChange]:
