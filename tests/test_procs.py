@@ -322,7 +322,7 @@ def test_hung_rank_is_named_not_its_waiting_peer(make_project: ProjectFactory, t
     out = tmp_path / "run"
     started = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py", "--json", "--timeout", "90", "--out", str(out)],
+        [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py", "--json", "--timeout", "150", "--out", str(out)],
         cwd=root,
         env=env_for(tag, PROCS_MODE="hang1"),
         capture_output=True,

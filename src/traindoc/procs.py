@@ -167,8 +167,11 @@ class Tree:
         return proc
 
     def members(self) -> list[int]:
-        pids = {p.pid for p in self.procs if p.poll() is None}
-        for p in self.procs:
+        # A launcher not yet reaped keeps its pid (even as a zombie), so walking below it never reaches
+        # a stranger; once reaped its pid may be reused, and what it left behind is found by the tag.
+        live = [p for p in self.procs if p.returncode is None]
+        pids = {p.pid for p in live}
+        for p in live:
             pids.update(descendants(p.pid))
         pids.update(tagged(self.tag))
         return sorted(pids)
@@ -189,23 +192,31 @@ class Tree:
         with contextlib.suppress(OSError):
             write_text(self.record, json.dumps(payload, indent=1))
 
-    def kill(self) -> None:
-        """SIGKILL every group, descendant and tagged process; reap the launchers; wait until all are gone."""
+    def kill(self, *, reap: bool = True) -> None:
+        """SIGKILL every group, descendant and tagged process; wait until all are gone.
+
+        ``reap`` waits for the launchers too. Only the thread that owns the tree may reap: a signal
+        handler runs on top of whatever the main thread was doing, possibly inside ``Popen.poll``
+        holding the lock ``Popen.wait`` needs, so :func:`kill_all` never reaps (a zombie is gone too).
+        """
         victims = self.members()
         for p in self.procs:
-            if p.poll() is None:
+            if p.returncode is None:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(p.pid, signal.SIGKILL)
         _sigkill(victims)
-        for p in self.procs:
-            p.wait()
+        if reap:
+            for p in self.procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):  # with a timeout, wait never blocks on
+                    p.wait(timeout=KILL_WAIT_S)  # a lock an interrupted poll may have left held
         stragglers = tagged(self.tag)  # anything started between the scan and the kill
         _sigkill(stragglers)
         _wait_gone([*victims, *stragglers])
 
     def cancel(self) -> None:
+        """Kill without reaping, from any thread or a signal handler; the owner raises :class:`Cancelled`."""
         self.cancelled.set()
-        self.kill()
+        self.kill(reap=False)
 
 
 def run(argv: Sequence[str], *, cwd: Path | str | None, timeout_s: float) -> tuple[int | None, str, str]:

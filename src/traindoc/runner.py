@@ -192,7 +192,7 @@ def execute(
                 with open(run_dir / f"launcher{i}.log", "wb") as log:
                     tree.spawn(spec.argv, env={**env_base, **spec.env}, stdout=log, stderr=subprocess.STDOUT)
             recorded = time.monotonic()
-            while any(p.poll() is None for p in tree.procs):
+            while any(p.poll() is None for p in tree.procs) and not tree.cancelled.is_set():
                 progress.update(_last_step(run_dir / "steps.jsonl"))
                 if time.monotonic() > deadline:
                     timed_out = True
