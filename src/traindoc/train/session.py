@@ -226,7 +226,18 @@ def _is_peer_failure(exc: BaseException) -> bool:
     if isinstance(exc, getattr(dist, "DistError", ())):
         return True
     text = str(exc)
-    return any(s in text for s in ("Connection closed by peer", "Connection reset by peer", "Broken pipe"))
+    return any(s in text for s in _PEER_GONE)
+
+
+_PEER_GONE = (  # the transport's own words when the other end went away
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Connection refused",
+    "Broken pipe",
+    "gloo/transport/",
+    "remote worker",
+    "NCCL communicator was aborted",
+)
 
 
 def user_tb(exc: BaseException) -> str:
