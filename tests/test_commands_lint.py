@@ -113,6 +113,7 @@ RULE_CASES = {
     "num-workers": lambda f: _with(f, data={"train_len": 1_000_000, "device_resident": False}),
     "seed": lambda f: _with(f, optim={"seed": None}),
     "checkpoint-cadence": lambda f: _with(f, checkpoint={"every_steps": 1000}),
+    "model-traced": lambda f: _with(f, model={"traced": False, "untraced_reason": "forward failed on meta"}),
 }
 
 
