@@ -114,6 +114,7 @@ RULE_CASES = {
     "seed": lambda f: _with(f, optim={"seed": None}),
     "checkpoint-cadence": lambda f: _with(f, checkpoint={"every_steps": 1000}),
     "model-traced": lambda f: _with(f, model={"traced": False, "untraced_reason": "forward failed on meta"}),
+    "sample-input": lambda f: _with(f, model={"sample_mismatch": ["the input: sample shape 1×9, a real sample 1×8"]}),
 }
 
 
