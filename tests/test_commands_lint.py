@@ -116,6 +116,7 @@ RULE_CASES = {
     "model-traced": lambda f: _with(f, model={"traced": False, "untraced_reason": "forward failed on meta"}),
     # what introspection does with a token written into the spec: masked, and the lint rule names the field
     "secret-in-spec": lambda f: service.redact_facts(f.model_copy(update={"description": "hf_" + "Ab12" * 8})),
+    "sample-input": lambda f: _with(f, model={"sample_mismatch": ["the input: sample shape 1×9, a real sample 1×8"]}),
 }
 
 

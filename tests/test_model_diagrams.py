@@ -340,3 +340,61 @@ def test_system_and_data_diagrams_tell_one_data_path() -> None:
         system, data = diagrams.diagram(g, "system").text, diagrams.diagram(g, "data").text
         assert loader.split(" · ")[0] in system and loader.split(" · ")[0] in data
         assert ("indexed on the device" in system) == ("indexed on the device" in data) == resident
+
+
+# --- sample inputs: several inputs, from the data, and checked against a real batch ------------------------
+
+
+class _Tagger(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = torch.nn.Embedding(10, 4)
+        self.out = torch.nn.Linear(4, 3)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(tokens))
+
+
+def _token_data() -> torch.utils.data.TensorDataset:
+    tokens = (torch.arange(24).reshape(4, 6) + 14) % 20  # the first sample holds ids 14–19: beyond 10 rows
+    return torch.utils.data.TensorDataset(tokens, torch.zeros(4, dtype=torch.long))
+
+
+def _dict_data() -> list[dict[str, torch.Tensor]]:
+    return [{"input_ids": torch.zeros(6, dtype=torch.long), "labels": torch.zeros(6, dtype=torch.long)}] * 4
+
+
+def _spec(sample: object, data: object = _token_data) -> object:
+    from traindoc.spec import Pipeline
+
+    return Pipeline(
+        name="t",
+        environment={"image": "img:1", "volumes": [{"host": "./c", "container": "/c"}]},
+        model={"factory": _Tagger, "sample_input": sample},
+        data={"train": data, "batch_size": 2},
+        optim={"optimizer": "torch.optim:SGD"},
+        checkpoint={"dir": "/c"},
+    )
+
+
+def test_a_sample_input_that_does_not_match_a_real_batch_is_reported() -> None:
+    from traindoc.introspect import facts
+
+    f = facts(_spec({"shape": [1, 5], "dtype": "int64"}), Path(__file__))  # real samples: 6 tokens, ids to 19
+    joined = " ".join(f.model.sample_mismatch)
+    assert "sample shape 1×5, a real sample 1×6" in joined and "index 19, beyond embed's 10 rows" in joined
+    assert any(x.rule == "sample-input" for x in lint.lint(f))
+    wrong_dtype = facts(_spec({"shape": [1, 6], "dtype": "int32"}), Path(__file__))
+    assert any("sample dtype int32, real data int64" in x for x in wrong_dtype.model.sample_mismatch)
+
+
+def test_from_data_traces_with_the_real_shapes_and_dicts_call_with_keywords() -> None:
+    from traindoc.introspect import facts
+
+    f = facts(_spec("from_data"), Path(__file__))
+    assert f.model.traced and f.model.input_shape == "1×6" and f.model.output_shape == "1×6×3"
+    assert f.model.sample_mismatch == []  # the sample is the data
+    d = facts(_spec({"tokens": {"shape": [1, 6], "dtype": "int64"}}, _dict_data), Path(__file__))
+    assert d.model.traced and d.model.input_shape == "tokens 1×6"
+    assert "a real batch has input_ids, the sample input does not" in d.model.sample_mismatch
+    assert ("input:tokens", "embed") in {(e.src, e.dst) for e in d.model.edges}

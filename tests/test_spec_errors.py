@@ -138,7 +138,10 @@ def test_factory_string_that_does_not_import(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_factory_that_raises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "tinymods.py").write_text("def TinyNet():\n    raise ValueError('bad width')\n")
+    (tmp_path / "tinymods.py").write_text(
+        "import torch\ndef TinyNet():\n    raise ValueError('bad width')\n"
+        "def dataset():\n    return torch.utils.data.TensorDataset(torch.zeros(4, 8))\n"
+    )
     path = write(tmp_path, spec_module(""))
     code, err = run_cli(capsys, str(path))
     assert code == 4 and "model.factory" in err and "ValueError: bad width" in err and "tinymods.py" in err
@@ -150,6 +153,9 @@ def test_forward_failure_names_the_submodule(tmp_path: Path, capsys: pytest.Capt
         from torch import nn
         def TinyNet():
             return nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Sequential(nn.Linear(15, 4)))
+        def dataset():
+            import torch
+            return torch.utils.data.TensorDataset(torch.zeros(4, 8))
     """)
     )
     path = write(tmp_path, spec_module(""))

@@ -65,6 +65,7 @@ class ModelFacts(Record):
     calls: list[CallFact] = field(default_factory=list)
     traced: bool = True
     untraced_reason: str = ""  # why there is no trace (the model could not be built or run on meta)
+    sample_mismatch: list[str] = field(default_factory=list)  # how the sample input differs from real data
 
 
 @dataclass(frozen=True, kw_only=True)

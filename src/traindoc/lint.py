@@ -231,6 +231,19 @@ def model_traced(f: Facts) -> Finding | None:
     )
 
 
+@rule("sample-input")
+def sample_input(f: Facts) -> Finding | None:
+    if not f.model.sample_mismatch:
+        return None
+    return _w(
+        "sample-input",
+        "model.sample_input",
+        "the sample input does not match a real batch, so the diagram's shapes are made up: "
+        + "; ".join(f.model.sample_mismatch),
+        "declare the real shapes and dtypes (a dict for several inputs), or use sample_input: 'from_data'",
+    )
+
+
 def lint(facts: Facts) -> list[Finding]:
     """Every rule's finding; those the pipeline silences (``lint={"ignore": {rule: reason}}``) carry the reason."""
     out = []

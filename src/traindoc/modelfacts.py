@@ -50,6 +50,54 @@ def first_batch_inputs(spec: Pipeline, file: Path) -> Any:
     return batch
 
 
+def _named(value: Any) -> dict[str, torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return {modeltrace.INPUT: value}
+    if isinstance(value, dict):
+        return {f"{modeltrace.INPUT}:{k}": v for k, v in value.items() if isinstance(v, torch.Tensor)}
+    return {f"{modeltrace.INPUT}:{i}": v for i, v in enumerate(value) if isinstance(v, torch.Tensor)}
+
+
+def sample_mismatches(
+    spec: Pipeline, file: Path, model: nn.Module, inputs: dict[str, torch.Tensor], tr: modeltrace.Trace
+) -> list[str]:
+    """How the declared sample input differs from one real training sample (shape past the batch
+    dimension, dtype, token ids beyond an embedding's table): traced shapes would otherwise be made up."""
+    if spec.model.sample_input == "from_data":
+        return []
+    try:
+        real = _named(first_batch_inputs(spec, file))
+    except Exception:
+        return []
+    out = []
+    for key, t in real.items():
+        name = key.partition(":")[2] or "the input"
+        s = inputs.get(key)
+        if s is None:
+            out.append(f"a real batch has {name}, the sample input does not")
+            continue
+        if tuple(s.shape[1:]) != tuple(t.shape[1:]):
+            out.append(f"{name}: sample shape {shape_str(s.shape)}, a real sample {shape_str(t.shape)} (batch aside)")
+        if s.dtype != t.dtype:
+            out.append(f"{name}: sample dtype {str(s.dtype)[6:]}, real data {str(t.dtype)[6:]}")
+        if t.dtype.is_floating_point or t.numel() == 0:
+            continue
+        for src, dst in tr.edges:
+            call = tr.calls.get(dst)
+            sub = model.get_submodule(call.module) if src == key and call is not None and call.module else None
+            if isinstance(sub, nn.Embedding) and int(t.max()) >= sub.num_embeddings:
+                out.append(
+                    f"{name}: a real sample holds index {int(t.max())}, beyond {call.module}'s "  # type: ignore[union-attr]
+                    f"{sub.num_embeddings} rows"
+                )
+    out += [
+        f"the sample input has {k.partition(':')[2] or 'an input'} that a real batch lacks"
+        for k in inputs
+        if k not in real
+    ]
+    return out
+
+
 def sample_inputs(spec: Pipeline, file: Path) -> tuple[dict[str, torch.Tensor], Any]:
     """(named meta inputs for the trace, the call's arguments: a tensor, a dict or a list)."""
     sample = spec.model.sample_input
@@ -64,11 +112,7 @@ def sample_inputs(spec: Pipeline, file: Path) -> tuple[dict[str, torch.Tensor], 
         as_meta = {k: _meta(v) for k, v in sample.items()}
     else:
         as_meta = [_meta(v) for v in sample]
-    if isinstance(as_meta, torch.Tensor):
-        return {modeltrace.INPUT: as_meta}, as_meta
-    if isinstance(as_meta, dict):
-        return {f"{modeltrace.INPUT}:{k}": v for k, v in as_meta.items() if isinstance(v, torch.Tensor)}, as_meta
-    return {f"{modeltrace.INPUT}:{i}": v for i, v in enumerate(as_meta) if isinstance(v, torch.Tensor)}, as_meta
+    return _named(as_meta), as_meta
 
 
 def _invoke(model: nn.Module, args: Any) -> Any:
@@ -227,5 +271,6 @@ def model_facts(spec: Pipeline, file: Path, strict: bool = True) -> ModelFacts:
         ),
         output_shape=shape_str(out.shape) if out is not None else "none",
         traced_on=traced_on,
+        sample_mismatch=sample_mismatches(spec, file, model, inputs, tr),
         **account(model),
     )
