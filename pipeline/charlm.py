@@ -91,7 +91,7 @@ pipeline = Pipeline(
     training={
         "epochs": 10,
         "log_every": 25,
-        "docs_run": {"max_steps": DOCS_STEPS, "max_seconds": 90},
+        "docs_run": {"max_steps": DOCS_STEPS, "max_seconds": 120},
     },
     checkpoint={"dir": "/checkpoints", "every_steps": 125, "keep_last": 2},
     monitoring={"samples": samples},

@@ -16,6 +16,7 @@ from spirals import SpiralNet, train_set, val_set
 from traindoc.spec import Pipeline
 
 LR = 2e-2
+EPOCHS = 40
 
 
 def model() -> torch.nn.Module:
@@ -43,8 +44,9 @@ pipeline = Pipeline(
     optim={"optimizer": optimizer, "loss": "cross_entropy", "seed": 0},
     training={
         "script": "train.py",
-        "script_args": ["--epochs", "40", "--lr", str(LR), "--batch-size", "64"],
-        "docs_run": {"max_steps": 100, "max_seconds": 60},
+        "epochs": EPOCHS,  # what train.py is told below: progress and the docs read it from here
+        "script_args": ["--epochs", str(EPOCHS), "--lr", str(LR), "--batch-size", "64"],
+        "docs_run": {"max_steps": 100, "max_seconds": 180},
         "timeout_s": 600,
     },
     # train.py saves after each epoch (16 steps at 2 ranks) and keeps the newest two
