@@ -537,3 +537,17 @@ def test_fit_trains_a_sequence_model_on_each_batch_form(tmp_path: Path, form: st
     assert len(steps) == 24 and steps[-1].loss < steps[0].loss
     assert set(evals[-1].metrics) == {"val_loss", "val_token_accuracy", "val_perplexity"}
     assert evals[-1].metrics["val_token_accuracy"] > 0.5  # the sequence is learnable: next = current + 1
+
+
+def test_each_step_records_the_learning_rate_it_used(tmp_path: Path) -> None:
+    model = nn.Linear(4, 2)
+    sgd = torch.optim.SGD(model.parameters(), lr=1.0)
+    sched = torch.optim.lr_scheduler.StepLR(sgd, step_size=1, gamma=0.5)  # halves after every step
+    parts = Parts(model, model, Optimization(model.parameters(), sgd, device=torch.device("cpu"), scheduler=sched),
+                  supervised("cross_entropy"))  # fmt: skip
+    session = Session(tmp_path, RankContext(), log_file="train.log")
+    source = BatchSource(_classification(32), batch_size=8, device=torch.device("cpu"))
+    fit(session, parts, source, epochs=1, budget=policy.Budget(None, None), log_every=2, callbacks=[])
+    session.close()
+    steps, _ = protocol.read_steps(tmp_path / protocol.STEPS)
+    assert [s.lr for s in steps] == [1.0, 0.5, 0.25, 0.125]  # step 1 used 1.0, not the rate after it

@@ -114,6 +114,7 @@ def fit(
             group = min(acc, left)
             left -= group
             events = _events() if cuda else None
+            lr = optim.lr  # the rate this step uses (the scheduler moves it on inside the step)
             loss, samples, metrics, data_s, host_s = _one_step(parts, batches, group)
             if events is not None:
                 events[1].record()
@@ -124,7 +125,7 @@ def fit(
                 loop.epoch,
                 loss,
                 samples=samples * ctx.world,
-                lr=optim.lr,
+                lr=lr,
                 metrics=metrics,
                 data_s=data_s,
                 host_s=host_s,
