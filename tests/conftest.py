@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -196,7 +197,9 @@ def digits_copy(tmp_path: Path) -> Path:
     root = tmp_path / "digits"
     root.mkdir()
     shutil.copytree(REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    text = (REPO / "pyproject.toml").read_text()  # the example alone: one named pipeline, as a project starts
+    text = re.sub(r"(?m)^pipelines = \{.*\}$", 'pipelines = { digits = "pipeline/digits.py" }', text)
+    (root / "pyproject.toml").write_text(text)
     return root
 
 

@@ -70,7 +70,7 @@ Paragraph = Annotated[str, AfterValidator(_paragraph)]
 def _full(pattern: re.Pattern[str], what: str) -> AfterValidator:
     def check(value: str) -> str:
         if not pattern.fullmatch(value):
-            raise ValueError(f"must be {what}, got {value!r}")
+            raise ValueError(f"must be {what}")  # the loader adds "(got ...)"
         return value
 
     return AfterValidator(check)
