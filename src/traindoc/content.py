@@ -65,6 +65,6 @@ def block(
 
 
 def _model_rows(facts: Facts, depth: int) -> list[Any]:
-    from .modelview import table_rows
+    from .modeltable import table_rows
 
     return list(table_rows(facts.model, depth))
