@@ -317,7 +317,7 @@ def test_editing_a_config_the_factory_reads_invalidates_the_facts(tmp_path: Path
 
 @pytest.mark.parametrize("name", [*OUTSIDE, "gpt_tied", "shared", "moe", "hybrid", "deep240"])
 def test_model_table_rows_add_up_and_fold_like_the_diagram(name: str) -> None:
-    from traindoc.modelview import table_rows
+    from traindoc.modeltable import table_rows
 
     m = model(name)
     top = [r for r in table_rows(m, 1) if r.depth == 1]
