@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from traindoc import diagrams, lint
 from traindoc.cli import main
 from traindoc.errors import DiagramError
-from traindoc.facts import Facts, ModelFacts
+from traindoc.facts import CallFact, EdgeFact, Facts, ModelFacts, ModuleFact
 from traindoc.modelview import CallTree, build_view, fold_runs
 from zoo import OUTSIDE, ZOO, facts_for, spec_for
 
@@ -315,7 +317,7 @@ def test_editing_a_config_the_factory_reads_invalidates_the_facts(tmp_path: Path
 
 @pytest.mark.parametrize("name", [*OUTSIDE, "gpt_tied", "shared", "moe", "hybrid", "deep240"])
 def test_model_table_rows_add_up_and_fold_like_the_diagram(name: str) -> None:
-    from traindoc.modelview import table_rows
+    from traindoc.modeltable import table_rows
 
     m = model(name)
     top = [r for r in table_rows(m, 1) if r.depth == 1]
@@ -398,3 +400,85 @@ def test_from_data_traces_with_the_real_shapes_and_dicts_call_with_keywords() ->
     assert d.model.traced and d.model.input_shape == "tokens 1×6"
     assert "a real batch has input_ids, the sample input does not" in d.model.sample_mismatch
     assert ("input:tokens", "embed") in {(e.src, e.dst) for e in d.model.edges}
+
+
+# --- folding, for any sequence of blocks ------------------------------------------------------------------
+
+
+def _synthetic(kinds: list[int], chained: list[bool]) -> ModelFacts:
+    """Blocks ``layers.i`` of kind ``kinds[i]``; block i feeds block i+1 when ``chained[i]``, else both
+    read the input (parallel)."""
+    modules = [
+        ModuleFact(
+            name="",
+            cls="M",
+            depth=0,
+            own_params=0,
+            total_params=0,
+            trainable_params=0,
+            frozen_params=0,
+            buffers=0,
+            signature="root",
+            calls=1,
+            output_shapes=[],
+        )
+    ]
+    calls = [CallFact(id="", module="", op="", parent=None, output_shapes=[])]
+    edges = []
+    for i, k in enumerate(kinds):
+        name = f"layers.{i}"
+        modules.append(
+            ModuleFact(
+                name=name,
+                cls=f"K{k}",
+                depth=2,
+                own_params=1,
+                total_params=1,
+                trainable_params=1,
+                frozen_params=0,
+                buffers=0,
+                signature=f"sig{k}",
+                calls=1,
+                output_shapes=["1"],
+            )
+        )
+        calls.append(CallFact(id=name, module=name, op="", parent="", output_shapes=["1"]))
+        src = f"layers.{i - 1}" if i and chained[i - 1] else "input"
+        edges.append(EdgeFact(src=src, dst=name, shape="1"))
+    return ModelFacts(
+        root_class="M",
+        modules=modules,
+        edges=edges,
+        total_params=len(kinds),
+        trainable_params=0,
+        frozen_params=0,
+        tied_params=0,
+        buffers=0,
+        param_bytes={},
+        input_shape="1",
+        output_shape="1",
+        traced_on="meta",
+        calls=calls,
+    )
+
+
+@given(st.lists(st.integers(0, 2), min_size=1, max_size=14), st.lists(st.booleans(), min_size=14, max_size=14))
+def test_property_runs_are_sequential_identical_and_cover_everything_in_order(
+    kinds: list[int], chained: list[bool]
+) -> None:
+    m = _synthetic(kinds, chained)
+    tree = CallTree(m)
+    units = fold_runs(tree.kids[""], tree)
+    assert [c.id for u in units for c in u.calls] == [f"layers.{i}" for i in range(len(kinds))]
+    for u in units:
+        if u.kind != "run":
+            continue
+        period = [tree.signature(c) for c in u.members[0]]
+        assert all([tree.signature(c) for c in member] == period for member in u.members)
+        first = [int(c.id.split(".")[1]) for c in u.members[0]]
+        for j in range(len(u.members) - 1):  # each member feeds the next
+            a, b = int(u.members[j][-1].id.split(".")[1]), int(u.members[j + 1][0].id.split(".")[1])
+            assert b == a + 1 and chained[a]
+        assert first == list(range(first[0], first[0] + len(first)))
+    view, _ = build_view(m, 3, None)
+    assert not has_cycle([(s, d) for s, d, _ in view.edges])

@@ -121,6 +121,6 @@ def _block(
 
 
 def _model_rows(facts: Facts, depth: int) -> list[Any]:
-    from .modelview import table_rows
+    from .modeltable import table_rows
 
     return list(table_rows(facts.model, depth))

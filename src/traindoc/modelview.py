@@ -18,16 +18,15 @@ maps every traced edge onto the boxes drawn.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 from . import mermaid
 from .facts import CallFact, ModelFacts, ModuleFact
+from .modellabels import INDEXED as _INDEXED
+from .modellabels import TITLE_CHARS, call_label, cluster_title, container_name, params_line, run_labels
 
 MAX_PERIOD = 4
-TITLE_CHARS = 24  # about 200 px at 16 px
-_INDEXED = re.compile(r"^(.*)\.(\d+)$")
 
 
 @dataclass
@@ -173,77 +172,6 @@ def fold_runs(items: list[CallFact], tree: CallTree) -> list[Unit]:
     return units
 
 
-# --- labels ----------------------------------------------------------------------------------------
-
-
-def human(n: int) -> str:
-    for div, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if n >= div:
-            v = n / div
-            return f"{v:.3g}{suffix}"
-    return str(n)
-
-
-def short_name(module: str) -> str:
-    return module.rsplit(".", 1)[-1] if module else "model"
-
-
-def container_name(name: str) -> str:
-    """``layers`` for ``model.layers``; ``layers[0]`` for ``layers.0`` (no dotted paths in labels)."""
-    parts = name.split(".")
-    if len(parts) >= 2 and parts[-1].isdigit():
-        return f"{parts[-2]}[{parts[-1]}]"
-    return parts[-1] or "model"
-
-
-def _params_line(m: ModuleFact | None) -> str:
-    if m is None:
-        return ""
-    if m.tied_to:
-        return f"tied to {m.tied_to}"
-    if not m.total_params:
-        return ""
-    frozen = " · frozen" if m.frozen_params == m.total_params else (" · part frozen" if m.frozen_params else "")
-    return f"{human(m.total_params)} params{frozen}"
-
-
-def _run_labels(unit: Unit, tree: CallTree) -> tuple[str, str]:
-    period = unit.members[0]
-    n = len(unit.members)
-    mods = [tree.module(c) for c in period]
-    classes = [m.cls if m else c.op for m, c in zip(mods, period, strict=True)]
-    if len({c.module for c in unit.calls}) == 1:  # one shared module called n times
-        m = tree.module(unit.first)
-        return f"{classes[0]} × {n} calls", f"shared weights · {_params_line(m) or 'no params'}"
-    head = classes[0] if len(period) == 1 else "[" + " → ".join(classes) + "]"
-    first, last = unit.first.module, unit.members[-1][-1].module
-    fm, lm = _INDEXED.match(first), _INDEXED.match(last)
-    where = f"{container_name(fm.group(1))} {fm.group(2)}–{lm.group(2)}" if fm and lm else short_name(first)
-    each = sum(m.total_params for m in mods if m)
-    return f"{head} × {n}", f"{where} · {human(each)} params each" if each else where
-
-
-def _call_label(c: CallFact, tree: CallTree) -> tuple[str, str]:
-    m = tree.module(c)
-    if m is None:
-        return c.op, ""
-    title = f"{short_name(c.module)} · {m.cls}"
-    detail = _params_line(m)
-    if m.calls > 1:
-        k = int(c.id.rsplit("@", 1)[1]) if "@" in c.id else 1
-        detail = (detail + " · " if detail else "") + f"call {k} of {m.calls}, shared"
-    return title, detail
-
-
-def cluster_title(title: str, c: CallFact, tree: CallTree) -> str:
-    """Subgraph titles stay on one line (Mermaid wraps at 200 px and a second line overlaps the inside)."""
-    if len(title) <= TITLE_CHARS:
-        return title
-    m = tree.module(c)
-    cls = m.cls if m else c.op
-    return cls if len(cls) <= TITLE_CHARS else cls[: TITLE_CHARS - 1] + "…"
-
-
 # --- the view --------------------------------------------------------------------------------------
 
 
@@ -275,7 +203,7 @@ class _Builder:
             node = ViewNode(self.nid(c, "o"), "op", c.op)
             self.own([c.id], node.id)
             return node
-        title, detail = _call_label(c, self.tree)
+        title, detail = call_label(c, self.tree)
         if self.tree.kids.get(c.id) and level < self.depth:
             node = ViewNode(self.nid(c, "g"), "group", cluster_title(title, c, self.tree), detail)
             node.children = self.level(c.id, level + 1)
@@ -296,11 +224,11 @@ class _Builder:
                 self.nid(u.first, "p"),
                 "parallel",
                 f"{m.cls if m else u.first.op} × {len(u.members)} in parallel",
-                f"{_params_line(m)} each" if m and m.total_params else "",
+                f"{params_line(m)} each" if m and m.total_params else "",
             )
             self.own([cid for c in u.calls for cid in self.tree.subtree(c.id)], node.id)
             return node
-        title, detail = _run_labels(u, self.tree)
+        title, detail = run_labels(u, self.tree)
         self.folded.append(f"{title} ({detail})")
         node = ViewNode(self.nid(u.first, "f"), "folded", title, detail)
         run = self.runs = self.runs + 1
@@ -445,80 +373,3 @@ def max_depth(model: ModelFacts) -> int:
         return d
 
     return max((depth_of(c) for c in model.calls), default=1)
-
-
-# --- the README/docs table ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TableRow:
-    name: str
-    cls: str
-    depth: int
-    params: int  # counted once: tied parameters where they first appear, so one level's rows add up
-    output_shapes: list[str]
-    note: str
-
-
-def table_rows(model: ModelFacts, depth: int) -> list[TableRow]:
-    """Module rows down to ``depth``, consecutive identical siblings folded like the diagram."""
-    kids: dict[str, list[ModuleFact]] = {}
-    for m in model.modules:
-        if m.name:
-            kids.setdefault(m.name.rsplit(".", 1)[0] if "." in m.name else "", []).append(m)
-    rows: list[TableRow] = []
-    root = next((m for m in model.modules if not m.name), None)
-    if root is not None and root.own_params:
-        rows.append(TableRow("(root)", root.cls, 1, root.own_params, [], "the model's own parameters"))
-
-    used = {m.tied_to for m in model.modules if m.tied_to and m.calls}
-    used |= {m.name for m in model.modules if m.calls}
-    for name in list(used):
-        while "." in name:
-            name = name.rsplit(".", 1)[0]
-            used.add(name)
-
-    def note(m: ModuleFact) -> str:
-        if m.tied_to:
-            return f"tied to {m.tied_to} (counted there)"
-        if m.total_params and m.frozen_params == m.total_params:
-            return "frozen"
-        return "not called" if m.name not in used and m.total_params and model.traced else ""
-
-    def level_of(parent: str) -> list[ModuleFact]:
-        out: list[ModuleFact] = []
-        for m in kids.get(parent, []):
-            if m.calls == 0 and not m.own_params and kids.get(m.name) and m.name in used:
-                out += level_of(m.name)  # a container never called itself (ModuleList): its blocks stand here
-            else:
-                out.append(m)
-        return out
-
-    def walk(parent: str, level: int) -> None:
-        siblings = level_of(parent)
-        i = 0
-        while i < len(siblings):
-            m = siblings[i]
-            j = i + 1
-            while (
-                j < len(siblings)
-                and _INDEXED.match(siblings[j].name)
-                and siblings[j].signature == m.signature
-                and not siblings[j].tied_to
-            ):
-                j += 1
-            if j - i >= 2 and _INDEXED.match(m.name):
-                run = siblings[i:j]
-                last = _INDEXED.match(run[-1].name)
-                name = f"{m.name}–{last.group(2) if last else ''}"
-                total = sum(r.counted_params for r in run)
-                rows.append(TableRow(name, f"{m.cls} × {len(run)}", level, total, run[-1].output_shapes, note(m)))
-            else:
-                run = [m]
-                rows.append(TableRow(m.name, m.cls, level, m.counted_params, m.output_shapes, note(m)))
-                if level < depth:
-                    walk(m.name, level + 1)
-            i += len(run)
-
-    walk("", 1)
-    return rows

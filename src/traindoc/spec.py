@@ -278,7 +278,7 @@ class ModelSpec(_Model):
         description=(
             "Sample input for tracing shapes: one shape/dtype (called as model(x)), a dict of them (called "
             "as model(**inputs), e.g. input_ids and attention_mask), a list (model(*inputs)), or "
-            "'from_data' (the shapes and dtypes of the first training batch, labels left out)."
+            "'from_data' (the shapes and dtypes of the first training sample as a batch of one, labels left out)."
         )
     )
 
