@@ -111,22 +111,19 @@ def project(make_project: ProjectFactory, **kw: object) -> Path:
     return root
 
 
+_STDERR: dict[int, Path] = {}
+
+
 def start(root: Path, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
     """Output goes to files: a pipe nobody drains blocks the process on its own log lines."""
-    return subprocess.Popen(
-        [sys.executable, "-m", *argv],
-        cwd=root,
-        env=env,
-        stdout=open(root / "stdout.txt", "w"),
-        stderr=open(root / "stderr.txt", "w+"),
-        text=True,
-    )
+    with open(root / "stdout.txt", "w") as out, open(root / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=root, env=env, stdout=out, stderr=err, text=True)
+    _STDERR[proc.pid] = root / "stderr.txt"
+    return proc
 
 
 def stderr_of(proc: subprocess.Popen[str]) -> str:
-    assert proc.stderr is not None
-    proc.stderr.seek(0)
-    return proc.stderr.read()
+    return _STDERR[proc.pid].read_text(errors="replace")
 
 
 def wait_training(folder: Path, pattern: str, proc: subprocess.Popen[str], limit: float = 240) -> None:
