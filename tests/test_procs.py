@@ -111,15 +111,19 @@ def project(make_project: ProjectFactory, **kw: object) -> Path:
     return root
 
 
+_STDERR: dict[int, Path] = {}
+
+
 def start(root: Path, argv: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", *argv],
-        cwd=root,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    """Output goes to files: a pipe nobody drains blocks the process on its own log lines."""
+    with open(root / "stdout.txt", "w") as out, open(root / "stderr.txt", "w") as err:
+        proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=root, env=env, stdout=out, stderr=err, text=True)
+    _STDERR[proc.pid] = root / "stderr.txt"
+    return proc
+
+
+def stderr_of(proc: subprocess.Popen[str]) -> str:
+    return _STDERR[proc.pid].read_text(errors="replace")
 
 
 def wait_training(folder: Path, pattern: str, proc: subprocess.Popen[str], limit: float = 240) -> None:
@@ -130,9 +134,7 @@ def wait_training(folder: Path, pattern: str, proc: subprocess.Popen[str], limit
         if any(p.is_file() and p.stat().st_size > 0 for p in paths):
             return
         if proc.poll() is not None:
-            raise AssertionError(
-                f"ended before training: {proc.returncode}\n{proc.stderr.read() if proc.stderr else ''}"
-            )
+            raise AssertionError(f"ended before training: {proc.returncode}\n{stderr_of(proc)}")
         time.sleep(0.1)
     raise AssertionError("training never started")
 
@@ -203,8 +205,8 @@ def test_signal_to_traindoc_run_takes_every_rank_with_it(
     record(f"traindoc run, {sig.name}, 2 ranks: everything gone", gone_within(tag, KILL_LIMIT_S, sent))
     proc.wait(timeout=30)
     if sig != signal.SIGKILL:
-        assert proc.returncode == 128 + sig, (proc.returncode, proc.stderr.read() if proc.stderr else "")
-        assert f"interrupted by {sig.name}" in (proc.stderr.read() if proc.stderr else "")
+        assert proc.returncode == 128 + sig, (proc.returncode, stderr_of(proc))
+        assert f"interrupted by {sig.name}" in stderr_of(proc)
 
 
 # --- mkdocs build / serve --------------------------------------------------------------------------------
@@ -262,7 +264,8 @@ def test_timeout_covers_a_pipeline_that_never_loads(make_project: ProjectFactory
     tiny.write_text(text)
     started = time.monotonic()
     proc = start(root, ["traindoc", "run", "pipeline/tiny.py", "--timeout", "5"], env_for(tag))
-    _, err = proc.communicate(timeout=120)
+    proc.wait(timeout=120)
+    err = stderr_of(proc)
     took = time.monotonic() - started
     print(f"\n[timeout] --timeout 5, hang in the {hang_at}: ended after {took:.1f} s")
     assert proc.returncode == 5, err
@@ -277,7 +280,8 @@ def test_mkdocs_build_with_a_hanging_import_fails_instead_of_hanging(make_projec
     tiny.write_text(tiny.read_text().replace("import torch\n", "import torch\nimport time\ntime.sleep(3600)\n", 1))
     started = time.monotonic()
     proc = start(root, ["mkdocs", "build", "--strict"], env_for(tag))
-    _, err = proc.communicate(timeout=180)
+    proc.wait(timeout=180)
+    err = stderr_of(proc)
     took = time.monotonic() - started
     print(f"\n[timeout] mkdocs build, timeout 5, hanging import: ended after {took:.1f} s")
     assert took < 5 + 15, "one timeout per pipeline and build, not one per fence"
