@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import cache, hang, launch, procs, results, runfolder, service
-from .atomic import locked, write_text
+from .atomic import locked, read_regular, write_text
 from .errors import CacheCorrupt, Cancelled
 from .facts import Facts
 from .redact import redact, redact_lines
@@ -280,7 +280,7 @@ def _target_steps(facts: Facts, opts: RunOptions) -> int:
 def _finished(run_dir: Path, key: str, target: int) -> RunResult | None:
     """The recorded result when this folder's run (same inputs) already trained to ``target``."""
     try:
-        prior = RunResult.model_validate_json((run_dir / "results.json").read_bytes())
+        prior = RunResult.model_validate_json(read_regular(run_dir / "results.json"))
     except (OSError, ValueError):
         return None
     if prior.key != key or prior.status not in ("passed", "expectations_unmet") or prior.steps < target:

@@ -1,0 +1,99 @@
+"""Attacks on traindoc's safety guarantees (docs/safety.md) that once succeeded, kept as regressions.
+
+Each test performs the attack for real (a FIFO planted where a file is expected, a README whose
+example markers sit in an indented code block, ...) and asserts the guarantee holds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import ProjectFactory
+from traindoc import service
+
+# --- hang: a FIFO where a file is expected -----------------------------------------------------------
+# A CI cache restored from a tarball, or a run folder someone prepared, can hold a named pipe with the
+# name of an entry. Opening a FIFO for reading blocks until a writer appears: forever.
+
+
+def test_a_fifo_planted_as_a_facts_cache_entry_does_not_hang_inspect(make_project: ProjectFactory) -> None:
+    root = make_project()
+    t = service.target("tiny", root)
+    fifo = root / ".cache" / "traindoc" / "facts" / f"{service.facts_fingerprint(t).key}.json"
+    fifo.parent.mkdir(parents=True)
+    os.mkfifo(fifo)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "traindoc", "inspect", "tiny"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=240,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError("traindoc inspect hung on a FIFO in the cache") from exc
+    assert r.returncode == 0, r.stderr
+    assert "tiny" in r.stdout
+
+
+_FIFO_PROBE = textwrap.dedent(
+    """
+    import json, os, sys
+    from pathlib import Path
+    from traindoc import cache, checkpoint, procs, runner
+    from traindoc.errors import CacheCorrupt
+
+    d = Path(sys.argv[1])
+    out = {}
+    ck = d / "checkpoints"
+    ck.mkdir()
+    os.mkfifo(ck / "step_00000020.pt")                    # the checkpoint itself
+    (ck / "step_00000010.pt").write_bytes(b"x")
+    os.mkfifo(ck / "step_00000010.pt.sha256.json")        # its checksum file
+    found = checkpoint.find(ck)
+    out["checkpoint"] = [s.path for s in found.skipped]
+    out["checksum_ok"] = checkpoint._checksum_ok(ck / "step_00000010.pt")
+    os.mkfifo(d / "entry.json")
+    try:
+        cache.read_entry(d / "entry.json")
+        out["entry"] = "served"
+    except CacheCorrupt:
+        out["entry"] = "corrupt"
+    os.mkfifo(d / "results.json")                         # what --resume reads first
+    out["finished"] = runner._finished(d, "k", 1)
+    os.mkfifo(d / "procs.json")                           # what every run reads first
+    out["leftovers"] = procs.clear_leftovers(d)
+    print(json.dumps(out))
+    """
+)
+
+
+def test_fifos_in_a_run_folder_or_checkpoint_folder_are_refused_not_waited_on(tmp_path: Path) -> None:
+    (tmp_path / "run").mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    try:
+        r = subprocess.run(
+            [sys.executable, "-c", _FIFO_PROBE, str(tmp_path / "run")],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError("reading a FIFO in a run folder blocked") from exc
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out == {
+        "checkpoint": ["step_00000020.pt", "step_00000010.pt"],
+        "checksum_ok": False,
+        "entry": "corrupt",
+        "finished": None,
+        "leftovers": [],
+    }
