@@ -97,3 +97,53 @@ def test_fifos_in_a_run_folder_or_checkpoint_folder_are_refused_not_waited_on(tm
         "finished": None,
         "leftovers": [],
     }
+
+
+# --- lose data: README markers shown as an example, a byte order mark, a README that is a link --------
+
+_EXAMPLE = (
+    "To add a diagram, put these lines in your README:\n"
+    "\n"
+    "    <!-- traindoc:begin system pipeline=tiny -->\n"
+    "    (traindoc fills this in)\n"
+    "    <!-- traindoc:end -->\n"
+    "\n"
+    "- or, in a list:\n"
+    "\n"
+    "      ```\n"
+    "      <!-- traindoc:begin model pipeline=tiny -->\n"
+    "      my own words\n"
+    "      <!-- traindoc:end -->\n"
+    "      ```\n"
+    "\n"
+    "\t<!-- traindoc:begin system -->\n"
+    "\t<!-- traindoc:end -->\n"
+)
+
+
+def test_readme_keeps_example_markers_in_indented_code_and_reads_a_bom_and_a_link(
+    make_project: ProjectFactory,
+) -> None:
+    root = make_project()
+    readme = root / "README.md"
+    readme.write_text(
+        "\ufeff<!-- traindoc:begin system pipeline=tiny -->\r\nold\r\n<!-- traindoc:end -->\r\n\r\n" + _EXAMPLE,
+        newline="",
+    )
+    (root / "docs").mkdir()
+    (root / "docs" / "index.md").write_text(
+        "# Tiny\n\n<!-- traindoc:begin model pipeline=tiny -->\n<!-- traindoc:end -->\n"
+    )
+    (root / "LINK.md").symlink_to(Path("docs") / "index.md")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    for name in ("README.md", "LINK.md"):
+        r = subprocess.run(
+            [sys.executable, "-m", "traindoc", "readme", name], cwd=root, capture_output=True, text=True, env=env
+        )
+        assert r.returncode == 0, r.stderr
+    data = readme.read_bytes().decode("utf-8")
+    assert data.startswith("\ufeff<!-- traindoc:begin system pipeline=tiny -->\r\n")
+    assert "\r\nold\r\n" not in data and "flowchart" in data  # the real section was generated
+    assert data.endswith("\r\n\r\n" + _EXAMPLE), "the example in indented code was rewritten"
+    assert (root / "LINK.md").is_symlink(), "the README's symbolic link was replaced by a file"
+    assert "flowchart" in (root / "docs" / "index.md").read_text()
