@@ -13,6 +13,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from conftest import ProjectFactory
 from traindoc import service
 
@@ -147,3 +149,39 @@ def test_readme_keeps_example_markers_in_indented_code_and_reads_a_bom_and_a_lin
     assert data.endswith("\r\n\r\n" + _EXAMPLE), "the example in indented code was rewritten"
     assert (root / "LINK.md").is_symlink(), "the README's symbolic link was replaced by a file"
     assert "flowchart" in (root / "docs" / "index.md").read_text()
+
+
+# --- leak: secrets in variables named the way databases and GnuPG name them ----------------------------
+
+_PASS_SECRETS = {
+    "DB_PASS": "hunter2-db-Zq81",
+    "GPG_PASSPHRASE": "correct horse battery Zq82",
+    "SMTP_PASS": "s3cr3t-Zq83",
+}
+
+
+@pytest.mark.slow
+def test_pass_and_passphrase_variables_never_reach_what_a_run_writes(make_project: ProjectFactory) -> None:
+    root = make_project(
+        docs_steps=4,
+        min_acc=0.0,
+        extra='\nimport os\nprint("creds", os.environ["DB_PASS"], os.environ["GPG_PASSPHRASE"], os.environ["SMTP_PASS"],'
+        ' "db_pass=plain-Zq84", flush=True)\n',
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path), **_PASS_SECRETS}
+    r = subprocess.run(
+        [sys.executable, "-m", "traindoc", "run", "tiny", "--docs", "--out", "runs/leak"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=400,
+    )
+    assert r.returncode == 0, r.stderr
+    written = [p for p in (root / "runs").rglob("*") if p.is_file()] + [
+        p for p in (root / ".cache").rglob("*") if p.is_file()
+    ]
+    log = "\n".join(p.read_bytes().decode("utf-8", "replace") for p in written)
+    assert "creds ***" in log, "the training script's line is not in the run's log"
+    for secret in [*_PASS_SECRETS.values(), "plain-Zq84"]:
+        assert secret not in log and secret not in r.stdout + r.stderr, secret
