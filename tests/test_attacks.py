@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from conftest import ProjectFactory
-from traindoc import service
+from traindoc import runfolder, service
+from traindoc.errors import RunFolderRefused
 
 # --- hang: a FIFO where a file is expected -----------------------------------------------------------
 # A CI cache restored from a tarball, or a run folder someone prepared, can hold a named pipe with the
@@ -185,3 +186,20 @@ def test_pass_and_passphrase_variables_never_reach_what_a_run_writes(make_projec
     assert "creds ***" in log, "the training script's line is not in the run's log"
     for secret in [*_PASS_SECRETS.values(), "plain-Zq84"]:
         assert secret not in log and secret not in r.stdout + r.stderr, secret
+
+
+# --- lose data: a fresh run into a folder that holds another run's live folder -------------------------
+
+
+def test_a_fresh_run_never_clears_a_folder_holding_a_live_nested_run(tmp_path: Path) -> None:
+    outer = tmp_path / "runs"
+    with runfolder.claim(outer, resume=False):  # an earlier run made runs/ a run folder
+        pass
+    inner = outer / "exp1"
+    with runfolder.claim(inner, resume=False) as live:  # a run trains in runs/exp1 ...
+        (live / "step_00000100.pt").write_bytes(b"weights")
+        with pytest.raises(RunFolderRefused, match="exp1 inside it is in use"), runfolder.claim(outer, resume=False):
+            pass  # ... and another `traindoc run --out runs` starts
+        assert (live / "step_00000100.pt").read_bytes() == b"weights"
+    with runfolder.claim(outer, resume=False) as folder:  # once that run is over, runs/ is cleared as before
+        assert [p.name for p in folder.iterdir()] == [runfolder.MARKER]

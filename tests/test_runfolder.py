@@ -207,7 +207,8 @@ def test_property_claim_deletes_only_inside_marked_folders(
     if project_inside:
         project.mkdir(parents=True, exist_ok=True)
     before = tree(base)
-    had_content = target.is_dir() and any(p.name != runfolder.MARKER for p in target.iterdir())
+    # a .traindoc-run without the signature is someone else's file: content, not a marker
+    had_content = target.is_dir() and any(p.name != runfolder.MARKER or marker == "bad" for p in target.iterdir())
     try:
         with runfolder.claim(target, resume=False, project_root=project, on_wait=print):
             refused = False

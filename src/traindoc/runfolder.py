@@ -134,10 +134,30 @@ def mark_new(folder: Path) -> None:
         _write_marker(folder)
 
 
+def _in_use(marker: Path) -> bool:
+    """True when a traindoc run holds the lock on this marker right now."""
+    try:
+        with open(marker, "rb") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _clear(folder: Path) -> None:
-    """Remove everything in a run folder except its marker. Only ever called on a marked folder."""
+    """Remove everything in a run folder except its marker. Only ever called on a marked folder,
+    never while a run folder nested inside it is in use by another run (its lock is held)."""
     if not is_run_folder(folder):  # the one guard in front of every delete
         raise RunFolderRefused(f"{folder}: no {MARKER} marker; nothing was deleted")
+    for marker in folder.rglob(MARKER):  # rglob does not follow symbolic links
+        if marker.parent != folder and _in_use(marker):
+            raise RunFolderRefused(
+                f"{folder}: {marker.parent.relative_to(folder)} inside it is in use by another traindoc run; "
+                "nothing was deleted"
+            )
     for child in folder.iterdir():
         if child.name == MARKER:
             continue
