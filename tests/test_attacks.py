@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ProjectFactory
-from traindoc import runfolder, service
+from traindoc import redact, runfolder, service
 from traindoc.errors import RunFolderRefused
 
 # --- hang: a FIFO where a file is expected -----------------------------------------------------------
@@ -203,3 +203,14 @@ def test_a_fresh_run_never_clears_a_folder_holding_a_live_nested_run(tmp_path: P
         assert (live / "step_00000100.pt").read_bytes() == b"weights"
     with runfolder.claim(outer, resume=False) as folder:  # once that run is over, runs/ is cleared as before
         assert [p.name for p in folder.iterdir()] == [runfolder.MARKER]
+
+
+# --- leak: a secret whose variable holds surrounding whitespace (a CRLF .env file) ---------------------
+
+
+def test_a_secret_from_a_crlf_env_file_is_masked_when_printed_stripped() -> None:
+    env = {"HF_TOKEN": "Zq9token-value-1234\r", "API_KEY": "  spaced-key-5678 \n"}
+    line = "token Zq9token-value-1234 key spaced-key-5678 json " + json.dumps({"k": "Zq9token-value-1234"})
+    out = redact.redact(line, env)
+    assert "Zq9token" not in out and "spaced-key" not in out, out
+    assert out.startswith("token *** key *** json")

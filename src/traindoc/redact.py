@@ -86,7 +86,8 @@ def _forms(value: str) -> set[str]:
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
     """Every form of every secret-named variable's value, longest first."""
     env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if _is_secret_name(k) and len(v) >= _MIN_SECRET}
+    # a value read from a CRLF .env file (docker --env-file) ends in '\r'; the script prints it stripped
+    values = {s for k, v in env.items() if _is_secret_name(k) for s in (v, v.strip()) if len(s) >= _MIN_SECRET}
     forms: set[str] = set()
     for v in values:
         forms |= _forms(v)
