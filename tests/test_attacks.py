@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
 from conftest import ProjectFactory
 from traindoc import redact, runfolder, service
-from traindoc.errors import RunFolderRefused
+from traindoc.errors import RunFolderRefused, TimedOut
 
 # --- hang: a FIFO where a file is expected -----------------------------------------------------------
 # A CI cache restored from a tarball, or a run folder someone prepared, can hold a named pipe with the
@@ -214,3 +216,32 @@ def test_a_secret_from_a_crlf_env_file_is_masked_when_printed_stripped() -> None
     out = redact.redact(line, env)
     assert "Zq9token" not in out and "spaced-key" not in out, out
     assert out.startswith("token *** key *** json")
+
+
+# --- hang: the run holding a folder was stopped with Ctrl-Z ---------------------------------------------
+
+_HOLDER = "import sys, time\nfrom pathlib import Path\nfrom traindoc import runfolder\n" + (
+    "with runfolder.claim(Path(sys.argv[1]), resume=False):\n    print('held', flush=True)\n    time.sleep(600)\n"
+)
+
+
+def test_a_stopped_run_holding_the_folder_cannot_hang_the_next_one_past_its_timeout(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(tmp_path / "out")], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        os.kill(holder.pid, signal.SIGSTOP)  # Ctrl-Z in the terminal of the first run
+        said: list[str] = []
+        t0 = time.monotonic()
+        with (
+            pytest.raises(TimedOut, match="another traindoc run still holds it"),
+            runfolder.claim(tmp_path / "out", resume=False, on_wait=said.append, wait_s=1.5),
+        ):
+            pass
+        assert 1.5 <= time.monotonic() - t0 < 10
+        assert said == [f"{tmp_path / 'out'} is in use by another traindoc run; waiting for it to finish"]
+    finally:
+        holder.kill()
+        holder.wait()

@@ -22,10 +22,11 @@ import fcntl
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import RunFolderRefused
+from .errors import RunFolderRefused, TimedOut
 
 MARKER = ".traindoc-run"
 SIGNATURE = "Signature: traindoc run folder v1"
@@ -171,6 +172,23 @@ def _say(message: str) -> None:
     print(f"traindoc: {message}", file=sys.stderr, flush=True)
 
 
+def _wait_for_lock(fd: int, path: Path, wait_s: float | None) -> None:
+    if wait_s is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                raise TimedOut(
+                    f"timed out after {wait_s:g} s waiting for {path}: another traindoc run still holds it"
+                ) from None
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def claim(
     path: Path,
@@ -178,11 +196,13 @@ def claim(
     resume: bool,
     project_root: Path | None = None,
     on_wait: Callable[[str], None] = _say,
+    wait_s: float | None = None,
 ) -> Iterator[Path]:
     """Check, create, lock and (unless ``resume``) clear a run folder; yields its resolved path.
 
     The lock is held until the block ends; a second claim on the same folder calls ``on_wait`` once
-    and blocks until the first is released."""
+    and blocks until the first is released, or raises :class:`TimedOut` after ``wait_s`` seconds (a
+    run's hard timeout covers the wait: a holder stopped with Ctrl-Z never hangs the next run)."""
     check(path, project_root)
     folder = path.resolve()
     try:
@@ -197,7 +217,7 @@ def claim(
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             on_wait(f"{path} is in use by another traindoc run; waiting for it to finish")
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            _wait_for_lock(fh.fileno(), path, wait_s)
         try:
             check(path, project_root)  # unchanged while we waited?
             if not resume:

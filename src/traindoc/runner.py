@@ -251,7 +251,8 @@ def _run(ref: str, opts: RunOptions, root: Path | None) -> RunResult:
         facts = service.facts_for(ref, cache_dir=layout.root, root=t.root)
         resume = opts.resume or (facts.checkpoint.resume and not opts.force)
         target = opts.run_dir or layout.run_dir(fp.key)
-        with runfolder.claim(target, resume=resume, project_root=t.root) as run_dir:
+        wait_s = procs.remaining(opts.timeout_s or facts.training.timeout_s)  # the hard timeout covers the wait
+        with runfolder.claim(target, resume=resume, project_root=t.root, wait_s=wait_s) as run_dir:
             procs.clear_leftovers(run_dir)  # never beside processes of an earlier run in this folder
             if resume:
                 done = _finished(run_dir, fp.key, _target_steps(facts, opts))
