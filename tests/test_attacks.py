@@ -245,3 +245,39 @@ def test_a_stopped_run_holding_the_folder_cannot_hang_the_next_one_past_its_time
     finally:
         holder.kill()
         holder.wait()
+
+
+_LOCK_HOLDER = "import sys, time\nfrom pathlib import Path\nfrom traindoc.atomic import locked\n" + (
+    "with locked(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(600)\n"
+)
+
+
+def test_a_stopped_build_holding_the_cache_lock_cannot_hang_a_run_past_its_timeout(
+    make_project: ProjectFactory,
+) -> None:
+    root = make_project()
+    key = service.facts_fingerprint(service.target("tiny", root)).key
+    lock = root / ".cache" / "traindoc" / "locks" / f"facts-{key}.lock"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _LOCK_HOLDER, str(lock)], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        os.kill(holder.pid, signal.SIGSTOP)  # a `mkdocs serve` introspecting this pipeline, stopped with Ctrl-Z
+        try:
+            r = subprocess.run(
+                [sys.executable, "-m", "traindoc", "run", "tiny", "--docs", "--timeout", "6"],
+                cwd=root,
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=60,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError("traindoc run --timeout 6 waited on the cache lock far past 6 s") from exc
+        assert r.returncode == 5, r.stderr
+        assert "timed out after" in r.stderr and "waiting for another traindoc process" in r.stderr
+    finally:
+        holder.kill()
+        holder.wait()

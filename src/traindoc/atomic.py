@@ -92,13 +92,28 @@ def write_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (fcntl) held for the block; concurrent builds wait their turn."""
+def locked(path: Path, wait_s: float | None = None) -> Iterator[None]:
+    """An exclusive advisory lock (fcntl) held for the block; concurrent builds wait their turn, at
+    most ``wait_s`` seconds when given (then :class:`~traindoc.errors.TimedOut`): a holder stopped
+    with Ctrl-Z never hangs the next build past its timeout."""
     import fcntl
+    import time
+
+    from .errors import TimedOut
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        end = None if wait_s is None else time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if end is None else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if end is not None and time.monotonic() >= end:
+                    raise TimedOut(
+                        f"timed out after {wait_s:g} s waiting for another traindoc process ({path.name})"
+                    ) from None
+                time.sleep(0.2)
         try:
             yield
         finally:

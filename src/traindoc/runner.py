@@ -242,7 +242,8 @@ def _run(ref: str, opts: RunOptions, root: Path | None) -> RunResult:
             return hit
     # The cache's run folders are serialised per key (a waiting build reuses the result); an --out
     # folder by its own lock inside runfolder.claim.
-    serial = locked(layout.lock("run-" + fp.key)) if opts.run_dir is None else contextlib.nullcontext()
+    wait = procs.remaining(opts.timeout_s) if opts.timeout_s else None  # --timeout covers the wait
+    serial = locked(layout.lock("run-" + fp.key), wait) if opts.run_dir is None else contextlib.nullcontext()
     with serial:
         if cacheable and not opts.force:
             hit = _cached(layout, fp)  # another build may have finished it while we waited
