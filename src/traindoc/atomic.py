@@ -7,12 +7,30 @@ rewritten in place keeps its permission bits.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 import stat
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
+
+
+def read_regular(path: Path, max_bytes: int | None = None) -> bytes:
+    """The bytes of a regular file. A FIFO, socket or device in its place raises ``OSError`` at once
+    instead of blocking forever (opened non-blocking, checked with ``fstat`` before any read); so
+    does a file larger than ``max_bytes``. Missing files raise ``FileNotFoundError`` as usual."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise OSError(errno.EFBIG, f"larger than {max_bytes} bytes", str(path))
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return fh.read()
+    finally:
+        os.close(fd)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -74,13 +92,28 @@ def write_text(path: Path, text: str) -> None:
 
 
 @contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock (fcntl) held for the block; concurrent builds wait their turn."""
+def locked(path: Path, wait_s: float | None = None) -> Iterator[None]:
+    """An exclusive advisory lock (fcntl) held for the block; concurrent builds wait their turn, at
+    most ``wait_s`` seconds when given (then :class:`~traindoc.errors.TimedOut`): a holder stopped
+    with Ctrl-Z never hangs the next build past its timeout."""
     import fcntl
+    import time
+
+    from .errors import TimedOut
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        end = None if wait_s is None else time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | (0 if end is None else fcntl.LOCK_NB))
+                break
+            except BlockingIOError:
+                if end is not None and time.monotonic() >= end:
+                    raise TimedOut(
+                        f"timed out after {wait_s:g} s waiting for another traindoc process ({path.name})"
+                    ) from None
+                time.sleep(0.2)
         try:
             yield
         finally:

@@ -228,7 +228,7 @@ def read_entry(path: Path, key: str | None = None) -> Any | None:
     """The payload, or None when absent. Raises CacheCorrupt when present but damaged in any way
     (unreadable, not UTF-8, not JSON, edited, or recorded for another ``key`` when one is given)."""
     try:
-        raw = path.read_bytes()
+        raw = atomic.read_regular(path)  # a FIFO planted in the cache fails here instead of hanging
     except FileNotFoundError:
         return None
     except OSError as exc:

@@ -34,6 +34,7 @@ from . import atomic
 _NAME = re.compile(r"^step_(\d{8})\.(pt|pth)$")
 _TEMP = re.compile(r"^\.step_\d{8}\.(pt|pth)(\.sha256\.json)?\..*\.tmp$")  # atomic.write_with's names
 FORMAT = "traindoc-checkpoint-sha256-v1"
+_SIDECAR_MAX = 64 * 1024  # a checksum file is ~150 bytes
 
 
 @dataclass(frozen=True)
@@ -180,8 +181,8 @@ def _checksum_ok(path: Path) -> bool:
     try:
         if _VERIFIED.get(path) == _stamp(path):
             return True
-        record = json.loads(sidecar(path).read_bytes())
-        data = path.read_bytes()
+        record = json.loads(atomic.read_regular(sidecar(path), _SIDECAR_MAX))
+        data = atomic.read_regular(path)
         ok = bool(
             record["file"] == path.name
             and record["bytes"] == len(data)
@@ -219,7 +220,7 @@ def retain(folder: Path, keep_last: int, just_written: Path) -> list[Path]:
 def load(path: Path) -> dict[str, Any]:
     """Read, verify against the sidecar, and unpickle as data only. Raises :class:`Invalid`."""
     try:
-        record = json.loads(sidecar(path).read_bytes())
+        record = json.loads(atomic.read_regular(sidecar(path), _SIDECAR_MAX))
     except FileNotFoundError:
         raise Invalid("no checksum file (an interrupted save, or not written by traindoc)") from None
     except (OSError, ValueError) as exc:
@@ -227,7 +228,7 @@ def load(path: Path) -> dict[str, Any]:
     if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("file") != path.name:
         raise Invalid("checksum file is not traindoc's or names another file")
     try:
-        data = path.read_bytes()
+        data = atomic.read_regular(path)  # a FIFO named step_N.pt is refused, never waited on
     except OSError as exc:
         raise Invalid(f"unreadable ({exc.strerror or type(exc).__name__})") from None
     if len(data) != record.get("bytes") or hashlib.sha256(data).hexdigest() != record.get("sha256"):

@@ -38,7 +38,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
-from .atomic import write_text
+from .atomic import read_regular, write_text
 from .errors import Cancelled, Interrupted, LeftoverProcesses
 from .guard import SUPERVISOR_ENV, start_time, stat_fields
 
@@ -281,7 +281,7 @@ def clear_leftovers(run_dir: Path) -> list[int]:
     and its processes too: a live run in this folder is someone's work, never ours to kill.
     """
     try:
-        rec = json.loads((run_dir / RECORD).read_text(encoding="utf-8"))
+        rec = json.loads(read_regular(run_dir / RECORD))
         tag = str(rec["tag"])
         recorded = [(int(p["pid"]), str(p["start"])) for p in rec.get("processes", [])]
         sup_pid, _, sup_start = str(rec["supervisor"]).partition(":")

@@ -83,5 +83,5 @@ def update_file(path: Path, *, check: bool = False, cache_dir: str | None = None
         )
     )
     if not check:
-        atomic.write_text(path, new)
+        atomic.write_text(path.resolve(), new)  # through a symbolic link (README.md -> docs/index.md), never over it
     return True, diff

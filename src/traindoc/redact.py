@@ -4,11 +4,12 @@ One mechanism, :func:`redact`, applied wherever text leaves a process (the worke
 records, results, facts, generated blocks). It masks:
 
 - the value of every environment variable whose name looks secret (``*TOKEN*``, ``*SECRET*``,
-  ``*PASSW*``, ``*KEY*``, ``*AUTH*``, ``*CREDENTIAL*``...), also URL-encoded, JSON-escaped and
-  base64-encoded (at any byte alignment);
+  ``*PASSW*``, ``*PASSPHRASE*``, ``DB_PASS``, ``*KEY*``, ``*AUTH*``, ``*CREDENTIAL*``...), also
+  URL-encoded, JSON-escaped and base64-encoded (at any byte alignment);
 - credentials inside URLs (``scheme://user:password@host``: the password);
 - every line of a PEM private key (BEGIN and END lines stay, so the reader sees what was there);
-- values of ``password``/``token``/``secret``/``api_key``... keys, as ``key=value``, ``key: value``,
+- values of ``password``/``pass``/``passphrase``/``token``/``secret``/``api_key``... keys, as
+  ``key=value``, ``key: value``,
   ``"key": "value"`` (JSON) or ``{'key': 'value'}`` (a printed dict);
 - well-known token shapes: GitHub (``ghp_``...), Hugging Face (``hf_``), OpenAI-style (``sk-``),
   AWS access key ids (``AKIA``/``ASIA``), Slack (``xox?-``), JWTs.
@@ -28,7 +29,9 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
-_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSW|PWD$|KEY|PRIVATE|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I)
+_SECRET_NAME = re.compile(
+    r"(TOKEN|SECRET|PASSW|PASSPHRASE|(^|_)PASS($|_)|PWD$|KEY|PRIVATE|CREDENTIAL|AUTH|COOKIE|SESSION)", re.I
+)
 _NOT_SECRET_NAME = re.compile(r"^(PWD|OLDPWD|SSH_AUTH_SOCK|.*_KEYRING.*|XDG_SESSION_.*|SESSION_MANAGER)$", re.I)
 _PATTERNS = [
     re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}\b"),
@@ -43,7 +46,10 @@ _URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/:@'\"<>]*):([^\s
 _PEM_BLOCK = re.compile(r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)(.*?)(-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S)
 _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----")
 _PEM_END = re.compile(r"-----END [A-Z0-9 ]*PRIVATE KEY-----")
-_KEY_WORDS = r"(?:token|secret|passw(?:or)?d|passwd|api[_-]?key|private[_-]?key|access[_-]?key|credentials?)"
+_KEY_WORDS = (
+    r"(?:token|secret|passw(?:or)?d|passwd|passphrase|(?<![a-z])pass(?![a-z])"
+    r"|api[_-]?key|private[_-]?key|access[_-]?key|credentials?)"
+)
 _ASSIGN = re.compile(
     r"(?i)(?P<key>\b[\w.-]*" + _KEY_WORDS + r"[\w.-]*)"
     r"(?P<sep>['\"]?\s*[=:]\s*)"
@@ -80,7 +86,8 @@ def _forms(value: str) -> set[str]:
 def secret_values(environ: dict[str, str] | None = None) -> list[str]:
     """Every form of every secret-named variable's value, longest first."""
     env = os.environ if environ is None else environ
-    values = {v for k, v in env.items() if _is_secret_name(k) and len(v) >= _MIN_SECRET}
+    # a value read from a CRLF .env file (docker --env-file) ends in '\r'; the script prints it stripped
+    values = {s for k, v in env.items() if _is_secret_name(k) for s in (v, v.strip()) if len(s) >= _MIN_SECRET}
     forms: set[str] = set()
     for v in values:
         forms |= _forms(v)

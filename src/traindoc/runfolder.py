@@ -22,10 +22,11 @@ import fcntl
 import os
 import shutil
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import RunFolderRefused
+from .errors import RunFolderRefused, TimedOut
 
 MARKER = ".traindoc-run"
 SIGNATURE = "Signature: traindoc run folder v1"
@@ -134,10 +135,30 @@ def mark_new(folder: Path) -> None:
         _write_marker(folder)
 
 
+def _in_use(marker: Path) -> bool:
+    """True when a traindoc run holds the lock on this marker right now."""
+    try:
+        with open(marker, "rb") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _clear(folder: Path) -> None:
-    """Remove everything in a run folder except its marker. Only ever called on a marked folder."""
+    """Remove everything in a run folder except its marker. Only ever called on a marked folder,
+    never while a run folder nested inside it is in use by another run (its lock is held)."""
     if not is_run_folder(folder):  # the one guard in front of every delete
         raise RunFolderRefused(f"{folder}: no {MARKER} marker; nothing was deleted")
+    for marker in folder.rglob(MARKER):  # rglob does not follow symbolic links
+        if marker.parent != folder and _in_use(marker):
+            raise RunFolderRefused(
+                f"{folder}: {marker.parent.relative_to(folder)} inside it is in use by another traindoc run; "
+                "nothing was deleted"
+            )
     for child in folder.iterdir():
         if child.name == MARKER:
             continue
@@ -151,6 +172,23 @@ def _say(message: str) -> None:
     print(f"traindoc: {message}", file=sys.stderr, flush=True)
 
 
+def _wait_for_lock(fd: int, path: Path, wait_s: float | None) -> None:
+    if wait_s is None:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return
+    end = time.monotonic() + wait_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= end:
+                raise TimedOut(
+                    f"timed out after {wait_s:g} s waiting for {path}: another traindoc run still holds it"
+                ) from None
+            time.sleep(0.2)
+
+
 @contextlib.contextmanager
 def claim(
     path: Path,
@@ -158,11 +196,13 @@ def claim(
     resume: bool,
     project_root: Path | None = None,
     on_wait: Callable[[str], None] = _say,
+    wait_s: float | None = None,
 ) -> Iterator[Path]:
     """Check, create, lock and (unless ``resume``) clear a run folder; yields its resolved path.
 
     The lock is held until the block ends; a second claim on the same folder calls ``on_wait`` once
-    and blocks until the first is released."""
+    and blocks until the first is released, or raises :class:`TimedOut` after ``wait_s`` seconds (a
+    run's hard timeout covers the wait: a holder stopped with Ctrl-Z never hangs the next run)."""
     check(path, project_root)
     folder = path.resolve()
     try:
@@ -177,7 +217,7 @@ def claim(
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             on_wait(f"{path} is in use by another traindoc run; waiting for it to finish")
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            _wait_for_lock(fh.fileno(), path, wait_s)
         try:
             check(path, project_root)  # unchanged while we waited?
             if not resume:

@@ -21,7 +21,7 @@ from typing import Any
 
 from . import cache, hang, launch, policy, procs, protocol, runfolder, service
 from .assemble import Launched, assemble
-from .atomic import locked, write_text
+from .atomic import locked, read_regular, write_text
 from .errors import CacheCorrupt, Cancelled
 from .facts import Facts
 from .protocol import StepRecord
@@ -230,7 +230,8 @@ def _run(ref: str, opts: RunOptions, root: Path | None) -> RunResult:
             return hit
     # The cache's run folders are serialised per key (a waiting build reuses the result); an --out
     # folder by its own lock inside runfolder.claim.
-    serial = locked(layout.lock("run-" + fp.key)) if opts.run_dir is None else contextlib.nullcontext()
+    wait = procs.remaining(opts.timeout_s) if opts.timeout_s else None  # --timeout covers the wait
+    serial = locked(layout.lock("run-" + fp.key), wait) if opts.run_dir is None else contextlib.nullcontext()
     with serial:
         if cacheable and not opts.force:
             hit = _cached(layout, fp)  # another build may have finished it while we waited
@@ -239,7 +240,8 @@ def _run(ref: str, opts: RunOptions, root: Path | None) -> RunResult:
         facts = service.facts_for(ref, cache_dir=layout.root, root=t.root)
         resume = opts.resume or (facts.checkpoint.resume and not opts.force)
         target = opts.run_dir or layout.run_dir(fp.key)
-        with runfolder.claim(target, resume=resume, project_root=t.root) as run_dir:
+        wait_s = procs.remaining(opts.timeout_s or facts.training.timeout_s)  # the hard timeout covers the wait
+        with runfolder.claim(target, resume=resume, project_root=t.root, wait_s=wait_s) as run_dir:
             procs.clear_leftovers(run_dir)  # never beside processes of an earlier run in this folder
             if resume:
                 done = _finished(run_dir, fp.key, _target_steps(facts, opts))
@@ -277,7 +279,7 @@ def _target_steps(facts: Facts, opts: RunOptions) -> int:
 def _finished(run_dir: Path, key: str, target: int) -> RunResult | None:
     """The recorded result when this folder's run (same inputs) already trained to ``target``."""
     try:
-        prior = RunResult.model_validate_json((run_dir / "results.json").read_bytes())
+        prior = RunResult.model_validate_json(read_regular(run_dir / "results.json"))
     except (OSError, ValueError):
         return None
     if prior.key != key or prior.status not in ("passed", "expectations_unmet") or prior.steps < target:

@@ -5,8 +5,10 @@
     <!-- traindoc:end -->
 
 Bytes outside sections are never touched (line endings kept); markers inside code fences are
-plain text; unbalanced, nested or unknown markers raise :class:`MarkerError` naming the line, before
-anything is written.
+plain text, and so are markers indented by four or more columns (an indented code block, or the
+inside of a fence nested in a list item: how a README shows the markers as an example); a UTF-8 byte
+order mark before the first marker is ignored. Unbalanced, nested or unknown markers raise
+:class:`MarkerError` naming the line, before anything is written.
 """
 
 from __future__ import annotations
@@ -32,6 +34,12 @@ class Section:
     line_no: int = 0  # 1-based line of the begin marker
 
 
+def _indent(line: str) -> int:
+    """Columns of leading whitespace (a tab reaches the next multiple of four, as in CommonMark)."""
+    stripped = line.lstrip(" \t")
+    return len(line[: len(line) - len(stripped)].expandtabs(4))
+
+
 def _parse_args(text: str, filename: str, line_no: int) -> tuple[str, dict[str, str]]:
     parts = text.split()
     if not parts:
@@ -52,6 +60,8 @@ def parse(text: str, filename: str = "<text>", kinds: Collection[str] | None = N
     open_: tuple[int, str, dict[str, str]] | None = None
     for i, raw in enumerate(lines):
         line = raw.rstrip("\r\n")
+        if i == 0:
+            line = line.removeprefix("\ufeff")
         if open_ is None:
             m = FENCE.match(line)
             if fence is not None:
@@ -65,6 +75,8 @@ def parse(text: str, filename: str = "<text>", kinds: Collection[str] | None = N
                 continue
             if m:
                 fence = m.group(1)
+                continue
+            if _indent(line) >= 4:  # Markdown shows it as code (or it is code nested in a list): text
                 continue
         b, e = BEGIN.match(line), END.match(line)
         if b:

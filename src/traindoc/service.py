@@ -100,7 +100,7 @@ def facts_for(
     hit = _cached_facts(path, fp.key)  # entries are written atomically: a hit needs no lock
     if hit is not None:
         return hit
-    with locked(layout.lock("facts-" + fp.key)):
+    with locked(layout.lock("facts-" + fp.key), procs.remaining(INSPECT_TIMEOUT_S)):
         hit = _cached_facts(path, fp.key)  # another build may have computed it while we waited
         if hit is not None:
             return hit
