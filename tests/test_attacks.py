@@ -281,3 +281,16 @@ def test_a_stopped_build_holding_the_cache_lock_cannot_hang_a_run_past_its_timeo
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_a_resumed_run_folder_loses_planted_fifos_before_anything_opens_them(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    with runfolder.claim(out, resume=False) as folder:
+        (folder / "checkpoints").mkdir()
+        (folder / "steps.jsonl").write_text('{"step": 1}\n')
+    for name in ("launcher0.log", "rank0.log", "checkpoints/step_00000010.pt"):
+        os.mkfifo(out / name)  # opening any of these for writing blocks until a reader comes: never
+    with runfolder.claim(out, resume=True) as folder:
+        left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    assert left == [runfolder.MARKER, "checkpoints", "steps.jsonl"]
+    assert (out / "steps.jsonl").read_text() == '{"step": 1}\n'  # what a resume needs is kept

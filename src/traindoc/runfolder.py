@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import os
 import shutil
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -168,6 +169,18 @@ def _clear(folder: Path) -> None:
             child.unlink(missing_ok=True)
 
 
+def _drop_special_files(folder: Path) -> None:
+    """Remove FIFOs, sockets and device nodes from a run folder kept for a resume: traindoc never
+    creates them, and opening a FIFO where a log or checkpoint belongs blocks forever."""
+    if not is_run_folder(folder):
+        return
+    for p in folder.rglob("*"):  # rglob does not follow symbolic links
+        with contextlib.suppress(OSError):
+            mode = p.lstat().st_mode
+            if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+                p.unlink()
+
+
 def _say(message: str) -> None:
     print(f"traindoc: {message}", file=sys.stderr, flush=True)
 
@@ -222,6 +235,8 @@ def claim(
             check(path, project_root)  # unchanged while we waited?
             if not resume:
                 _clear(folder)
+            else:
+                _drop_special_files(folder)
             yield folder
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
