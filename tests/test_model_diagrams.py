@@ -482,3 +482,33 @@ def test_property_runs_are_sequential_identical_and_cover_everything_in_order(
         assert first == list(range(first[0], first[0] + len(first)))
     view, _ = build_view(m, 3, None)
     assert not has_cycle([(s, d) for s, d, _ in view.edges])
+
+
+def _bert_classifier() -> nn.Module:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                     max_position_embeddings=12, num_labels=2)  # fmt: skip
+    return BertForSequenceClassification(cfg)
+
+
+def test_a_forward_that_reads_tensor_values_is_traced_on_cpu_not_refused() -> None:
+    """A Hugging Face attention mask is checked with ``mask.all()``: impossible on meta. The model is traced
+    as a real CPU instance instead (within the build budget), with exact counts and every layer."""
+    from traindoc.introspect import facts
+    from traindoc.spec import Pipeline
+
+    ids = {"shape": [1, 12], "dtype": "int64"}
+    spec = Pipeline(
+        name="bert",
+        environment={"image": "img:1", "volumes": [{"host": "./c", "container": "/c"}]},
+        model={"factory": _bert_classifier, "sample_input": {"input_ids": ids, "attention_mask": ids}},
+        data={"train": _dict_data, "batch_size": 2},
+        optim={"optimizer": "torch.optim:SGD", "loss": "model"},
+        checkpoint={"dir": "/c"},
+    )
+    f = facts(spec, Path(__file__))
+    assert f.model.traced and "CPU within budget" in f.model.traced_on
+    assert f.model.total_params == sum(p.numel() for p in _bert_classifier().parameters())
+    assert f.model.input_shape == "input_ids 1×12, attention_mask 1×12" and f.model.output_shape == "1×2"
+    assert any(e.dst.startswith("bert.encoder.layer.1.") for e in f.model.edges)  # traced through the stack

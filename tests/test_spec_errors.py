@@ -71,7 +71,12 @@ CASES = [
     ),
     ("metric bound not a mapping", "spec['expect'] = {'val_loss': 2.0}", "expect", "val_loss: a metric bound is"),
     ("empty metric bound", "spec['expect'] = {'val_loss': {}}", "expect.val_loss", "needs 'min', 'max' or both"),
-    ("log file with a path", "spec['monitoring'] = {'log_file': '../x.log'}", "monitoring.log_file", "a file name (no folders)"),
+    (
+        "log file with a path",
+        "spec['monitoring'] = {'log_file': '../x.log'}",
+        "monitoring.log_file",
+        "a file name (no folders)",
+    ),
     ("absolute script", "spec['training'] = {'script': '/abs/train.py'}", "training.script", "relative path"),
     ("accumulate zero", "spec['optim']['accumulate'] = 0", "optim.accumulate", "greater than or equal to 1"),
     ("keep_last zero", "spec['checkpoint']['keep_last'] = 0", "checkpoint.keep_last", "greater than or equal to 1"),

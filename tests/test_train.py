@@ -171,6 +171,25 @@ def test_loss_model_passes_the_whole_batch_and_reads_its_loss() -> None:
         supervised("model")(HFLike(), {"input_ids": batch["input_ids"]})
 
 
+def test_loss_model_classifier_gets_true_accuracy() -> None:
+    class Classifier(nn.Module):  # a sequence classifier that computes its own loss, as Hugging Face's do
+        def __init__(self) -> None:
+            super().__init__()
+            self.emb = nn.Embedding(7, 3)
+
+        def forward(self, input_ids: torch.Tensor, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+            logits = self.emb(input_ids).mean(1)
+            return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+    torch.manual_seed(0)
+    model, ids = Classifier(), torch.randint(0, 7, (6, 4))
+    labels = model(ids, torch.zeros(6, dtype=torch.long))["logits"].argmax(-1)
+    labels[:2] = (labels[:2] + 1) % 3  # two of six wrong: accuracy 4/6
+    sums = supervised_eval("model")(model, {"input_ids": ids, "labels": labels})
+    metrics = finish({k: (float(s), float(c)) for k, (s, c) in sums.items()})
+    assert metrics["val_accuracy"] == pytest.approx(4 / 6) and "val_perplexity" not in metrics
+
+
 def test_user_step_records_its_metrics() -> None:
     def step(model: nn.Module, batch: Any) -> dict[str, Any]:
         loss = model(batch["x"]).pow(2).mean()

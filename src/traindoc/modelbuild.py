@@ -64,6 +64,26 @@ class _Placing(TorchFunctionMode):
         return func(*args, **{**kwargs, "device": "cpu"})
 
 
+def build_real(spec: Pipeline, file: Path) -> tuple[nn.Module, str]:
+    """A real CPU instance within ``TRAINDOC_BUILD_BUDGET``, for a forward that reads tensor values
+    (``mask.all()`` in a Hugging Face attention mask): tracing it on meta cannot work."""
+    placing = _Placing(budget_bytes())
+    try:
+        with placing:
+            model = call(spec.model.factory, "model.factory", file)
+    except UserCodeError:
+        if placing.refused:
+            raise ModelTooLarge(f"{file}: model.factory: {placing.refused}") from None
+        raise
+    if not isinstance(model, nn.Module):
+        raise SpecError(
+            [Problem(str(file), f"must return an nn.Module, returned {type(model).__name__}", field="model.factory")]
+        )
+    if any(t.device.type != "cpu" for t in [*model.parameters(), *model.buffers()]):
+        model = copy.deepcopy(model).to("cpu")
+    return model.eval(), f"CPU within budget ({placing.used / 2**20:.2f} MiB): its forward reads tensor values"
+
+
 def build(spec: Pipeline, file: Path) -> tuple[nn.Module, str]:
     """A private model instance on meta, and how it was built. Raises UserCodeError / ModelTooLarge."""
     first: UserCodeError | None = None

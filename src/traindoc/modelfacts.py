@@ -115,6 +115,18 @@ def sample_inputs(spec: Pipeline, file: Path) -> tuple[dict[str, torch.Tensor], 
     return _named(as_meta), as_meta
 
 
+def _real(args: Any) -> Any:
+    """CPU stand-ins for meta sample inputs: ones for integers (valid ids, an all-ones mask), zeros else."""
+
+    def one(t: Any) -> Any:
+        if not isinstance(t, torch.Tensor):
+            return t
+        make = torch.zeros if t.dtype.is_floating_point or t.dtype.is_complex else torch.ones
+        return make(t.shape, dtype=t.dtype, device="cpu")
+
+    return torch.utils._pytree.tree_map(one, args)
+
+
 def _invoke(model: nn.Module, args: Any) -> Any:
     if isinstance(args, dict):
         return model(**args)
@@ -228,8 +240,19 @@ def model_facts(spec: Pipeline, file: Path, strict: bool = True) -> ModelFacts:
         model, traced_on = modelbuild.build(spec, file)
         inputs, args = sample_inputs(spec, file)
         try:
-            built = model
-            tr = modeltrace.trace(built, inputs, lambda: _invoke(built, args))
+            try:
+                built = model
+                tr = modeltrace.trace(built, inputs, lambda: _invoke(built, args))
+            except modeltrace.TraceFailed as on_meta:
+                if "meta tensors" not in str(on_meta.error):
+                    raise
+                # the forward reads a tensor's value (``mask.all()``): trace a real CPU instance instead
+                model, traced_on = modelbuild.build_real(spec, file)
+                args = _real(args)
+                inputs = _named(args)
+                real = model
+                with torch.no_grad():
+                    tr = modeltrace.trace(real, inputs, lambda: _invoke(real, args))
         except modeltrace.TraceFailed as failed:
             exc = failed.error
             where = (

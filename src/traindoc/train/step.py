@@ -246,8 +246,13 @@ def supervised_eval(loss: str | LossFn, *, target: int | str | None = None, igno
             sums.update(accuracy_sums(logits.detach(), y, ignore_index))
         elif loss == "model":
             with contextlib.suppress(BatchError):
-                if logits_of(out).ndim > 2:
-                    sums[LM] = (one, one)  # a language model's own loss
+                logits = logits_of(out)
+                if logits.ndim > 2:
+                    sums[LM] = (one, one)  # a language model's own loss (its labels may be shifted inside)
+                elif logits.ndim == 2 and isinstance(batch, Mapping):
+                    labels = batch.get(target if isinstance(target, str) else "labels")
+                    if isinstance(labels, Tensor):  # a classifier with its own loss: (B, C) logits vs (B,) labels
+                        sums.update(accuracy_sums(logits.detach(), labels.to(logits.device), ignore_index))
         elif isinstance(y, Tensor) and not isinstance(loss, str):
             with contextlib.suppress(BatchError):
                 sums.update(accuracy_sums(logits_of(out).detach(), y, ignore_index))
