@@ -484,7 +484,7 @@ def test_property_runs_are_sequential_identical_and_cover_everything_in_order(
     assert not has_cycle([(s, d) for s, d, _ in view.edges])
 
 
-def _bert_classifier() -> nn.Module:
+def _bert_classifier() -> torch.nn.Module:
     from transformers import BertConfig, BertForSequenceClassification
 
     cfg = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
