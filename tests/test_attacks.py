@@ -267,7 +267,7 @@ def test_a_stopped_build_holding_the_cache_lock_cannot_hang_a_run_past_its_timeo
         os.kill(holder.pid, signal.SIGSTOP)  # a `mkdocs serve` introspecting this pipeline, stopped with Ctrl-Z
         try:
             r = subprocess.run(
-                [sys.executable, "-m", "traindoc", "run", "tiny", "--docs", "--timeout", "6"],
+                [sys.executable, "-m", "traindoc", "run", "tiny", "--docs", "--timeout", "12"],
                 cwd=root,
                 capture_output=True,
                 text=True,
@@ -275,7 +275,7 @@ def test_a_stopped_build_holding_the_cache_lock_cannot_hang_a_run_past_its_timeo
                 timeout=60,
             )
         except subprocess.TimeoutExpired as exc:
-            raise AssertionError("traindoc run --timeout 6 waited on the cache lock far past 6 s") from exc
+            raise AssertionError("traindoc run --timeout 12 waited on the cache lock far past 12 s") from exc
         assert r.returncode == 5, r.stderr
         assert "timed out after" in r.stderr and "waiting for another traindoc process" in r.stderr
     finally:
