@@ -100,3 +100,16 @@ def test_fence_errors(bad: str) -> None:
 
     with pytest.raises(FenceError, match=r"^page.md\(3\): "):
         parse_options(bad, "page.md(3)")
+
+
+@pytest.mark.parametrize("command", ["diagram", "export"])
+def test_depth_help_says_what_the_default_fits(command: str) -> None:
+    import argparse
+
+    from traindoc.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    (depth,) = [a for a in sub.choices[command]._actions if "--depth" in a.option_strings]
+    # the default is not "all that fits" (Mermaid's limits) but what fits a slide and a docs column
+    assert depth.help is not None and "fits a slide and a docs column" in depth.help
+    assert depth.help.startswith("model diagram only")  # other kinds ignore it

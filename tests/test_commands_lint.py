@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -78,6 +79,33 @@ def test_pytorchjob_has_the_fields_the_operator_requires(digits: Facts) -> None:
         assert {m["name"] for m in container["volumeMounts"]} <= names
         assert all("valueFrom" in e for e in container["env"])  # secrets by reference, never inline
     assert job["spec"]["nprocPerNode"] == str(digits.distributed.nproc_per_node)
+
+
+def _referenced(job: Any) -> tuple[set[str], set[str]]:
+    """PVC claim names and secret names the manifest refers to."""
+    claims: set[str] = set()
+    secrets: set[str] = set()
+    for replica in job["spec"]["pytorchReplicaSpecs"].values():
+        pod = replica["template"]["spec"]
+        claims |= {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v}
+        for e in pod["containers"][0]["env"]:
+            secrets.add(e["valueFrom"]["secretKeyRef"]["name"])
+    return claims, secrets
+
+
+@pytest.mark.parametrize("n_volumes,env_names", [(0, []), (1, []), (0, ["HF_TOKEN"]), (3, ["A", "B"])])
+def test_kubernetes_asks_for_exactly_the_resources_the_manifest_references(
+    digits: Facts, n_volumes: int, env_names: list[str]
+) -> None:
+    f = _with(digits, environment={"volumes": digits.environment.volumes[:n_volumes], "env_names": env_names})
+    claims, secrets = _referenced(yaml.safe_load(commands.manifest_yaml(f)))
+    intro = commands.render_commands(f, "kubernetes").splitlines()[0]
+    for name in claims | secrets:
+        assert f"`{name}`" in intro
+    assert ("PVC" in intro) == bool(claims) and ("secret" in intro) == bool(secrets)
+    assert ("create" in intro) == bool(claims or secrets)
+    for key in env_names:
+        assert f"`{key}`" in intro  # the secret's keys, by name only
 
 
 # --- lint: every rule has a failing and a passing example ------------------------------------------------

@@ -39,6 +39,21 @@ def test_nice_ticks_cover_the_range_sparsely(bounds: tuple[float, float]) -> Non
     assert len(set(charts.labels(ticks))) == len(ticks)  # neighbours are told apart
 
 
+@given(st.integers(0, 10**6), st.integers(1, 10**6), st.integers(2, 8))
+def test_step_ticks_are_whole_steps(lo: int, span: int, count: int) -> None:
+    ticks = charts.nice_ticks(lo, lo + span, count, integer=True)
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert all(lo <= t <= lo + span for t in ticks) and len(ticks) <= max(count, span) + 2
+    assert len(set(charts.labels(ticks))) == len(ticks)
+
+
+def test_chart_of_sixteen_steps_labels_no_fractional_step() -> None:
+    svg = charts.training_chart([(s, 1.0 / s) for s in range(1, 17)], title="t")
+    root = ET.fromstring(svg)
+    axis = [t.text or "" for t in root.iter(f"{SVG}text") if t.get("text-anchor") == "middle"]
+    assert axis and all(a.isdigit() for a in axis), axis  # not 2.5, 12.5
+
+
 @given(
     st.lists(st.floats(min_value=1e-3, max_value=1e3, allow_nan=False), min_size=1, max_size=300),
     st.text(st.characters(blacklist_categories=("Cs", "Cc")), max_size=30),

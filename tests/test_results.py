@@ -107,3 +107,28 @@ def test_records_check_shape_and_types_on_the_way_in() -> None:
         with pytest.raises(RecordError, match=re.escape(message)):
             Expectation.model_validate(bad)
     assert Expectation.model_validate_json(json.dumps(e.model_dump())) == e
+
+
+def test_loss_figures_are_labelled_as_window_means() -> None:
+    """`run` and the run page print first/last *window* means, not the first and last raw losses."""
+    from traindoc import content, runner
+    from traindoc.results import DeviceRecord, RunResult, summarise_steps
+
+    losses = [3.0 * 0.7**i for i in range(16)]
+    s = summarise_steps([StepRecord(step=i + 1, epoch=0, loss=v) for i, v in enumerate(losses)], log_every=4)
+    assert s.first_loss is not None and s.final_loss is not None
+    assert s.first_loss < losses[0] and s.final_loss > losses[-1]  # means: neither raw end point
+    device = DeviceRecord(kind="cpu", sentence="CPU", gpus=[], torch="2", cuda=None, cudnn=None)
+    r = RunResult(
+        ok=True, status="passed", reason="all expectations met", pipeline="p", key="k", started_at="now",
+        commit=None, docs_budget=True, device=device, world_size=1, nnodes=1, nproc_per_node=1, backend="gloo",
+        steps=16, epochs=1, stopped_because=None, wall_s=1.0, samples_per_s=None, data_wait_share=None,
+        memory=None, first_loss=s.first_loss, final_loss=s.final_loss, loss_curve=s.loss_curve, val=[],
+        final_val_accuracy=None, expectations=[], checkpoints=[], checkpoint_verified=None, resumed_from=None,
+        resident_data=False, failed_rank=None, log_tail=[], run_dir="/tmp/r",
+    )  # fmt: skip
+    figures = f"{s.first_loss:.4f} → {s.final_loss:.4f}"
+    (row,) = [ln for ln in content.run_block(None, r, None, None, chart=False).splitlines() if figures in ln]  # type: ignore[arg-type]
+    assert row.startswith("| training loss (mean of the first → last window of steps) |")
+    (line,) = [ln for ln in runner.summary(r).splitlines() if figures in ln]
+    assert "mean of the first → last window" in line

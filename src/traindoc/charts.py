@@ -63,15 +63,19 @@ def smooth(points: Points, span: int | None = None) -> list[tuple[float, float]]
     return out
 
 
-def nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """About ``count`` round numbers (1, 2, 2.5, 5 × 10^k) covering [lo, hi]."""
+def nice_ticks(lo: float, hi: float, count: int = 5, *, integer: bool = False) -> list[float]:
+    """About ``count`` round numbers (1, 2, 2.5, 5 × 10^k) covering [lo, hi]; with ``integer`` (a step
+    axis) only whole numbers, spaced at least 1 apart."""
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return []
     if hi <= lo:
         return [lo]
     raw = (hi - lo) / max(1, count)
     mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
+    steps = [m * mag for m in (1, 2, 2.5, 5, 10)]
+    if integer:
+        steps = [s for s in steps if s >= 1 and float(s).is_integer()] or [1]
+    step = next((s for s in steps if s >= raw), steps[-1])
     first = math.ceil(lo / step - 1e-9) * step
     ticks, t = [], first
     while t <= hi + step * 1e-9:
@@ -227,7 +231,7 @@ def panels_svg(panels: Sequence[Panel], *, title: str, width: int = WIDTH, stand
         body += _panel(p, top, x0, x1, width)
         top += p.height + gap
     axis_y = top - gap
-    x_ticks = nice_ticks(x0, x1, 6)
+    x_ticks = nice_ticks(x0, x1, 6, integer=True)
     for t, text in zip(x_ticks, labels(x_ticks), strict=True):
         x = LEFT + (t - x0) / ((x1 - x0) or 1) * (width - RIGHT - LEFT)
         body.append(f'<text x="{x:.1f}" y="{axis_y + 16:.1f}" text-anchor="middle">{escape(text)}</text>')

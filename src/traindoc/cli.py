@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 KIND_HELP = "which diagram (default: system)"
 DIRECTION_HELP = "system/data/distributed layout: auto (top-down, fits a docs column), TB or LR (slides)"
+DEPTH_HELP = "model diagram only: module tree depth (default: the deepest that fits a slide and a docs column)"
 
 
 def _facts(args: argparse.Namespace) -> Facts:
@@ -250,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("diagram", help="print a Mermaid diagram")
     pipeline_arg(sp)
     sp.add_argument("--kind", choices=["system", "model", "data", "distributed"], default="system", help=KIND_HELP)
-    sp.add_argument("--depth", type=int, default=None, help="model diagram: module tree depth (default: all that fits)")
+    sp.add_argument("--depth", type=int, default=None, help=DEPTH_HELP)
     sp.add_argument("--direction", choices=["auto", "TB", "LR"], default="auto", help=DIRECTION_HELP)
     sp.add_argument(
         "--format", choices=["mmd", "md"], default="mmd", help="mmd = Mermaid text; md = a ```mermaid fence"
@@ -301,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, help="file to write: .svg, .png or .mmd")
     sp.add_argument("--theme", choices=["light", "dark"], default="light", help="colours (default: light)")
     sp.add_argument("--scale", type=float, default=2.0, help="PNG pixel ratio (default: 2)")
-    sp.add_argument("--depth", type=int, default=None, help="model diagram: module tree depth (default: all that fits)")
+    sp.add_argument("--depth", type=int, default=None, help=DEPTH_HELP)
     sp.add_argument("--direction", choices=["auto", "TB", "LR"], default="auto", help=DIRECTION_HELP)
     sp.set_defaults(func=cmd_export)
 

@@ -160,11 +160,35 @@ def _volume_name(container: str) -> str:
     return re.sub(r"[^a-z0-9-]", "-", container.strip("/").lower()) or "root"
 
 
+def job_name(facts: Facts) -> str:
+    return container_name(facts).lower().replace("_", "-").replace(".", "-")
+
+
+@dataclass(frozen=True)
+class K8sPrerequisites:
+    """What the PyTorchJob refers to and does not create: one PVC per volume, one secret holding the
+    environment variables (by name; empty when the manifest references none)."""
+
+    claims: list[str]
+    secret: str | None
+    secret_keys: list[str]
+
+
+def k8s_prerequisites(facts: Facts) -> K8sPrerequisites:
+    name = job_name(facts)
+    env = facts.environment
+    return K8sPrerequisites(
+        claims=[f"{name}-{_volume_name(v.container)}" for v in env.volumes],
+        secret=f"{name}-secrets" if env.env_names else None,
+        secret_keys=list(env.env_names),
+    )
+
+
 def pytorchjob(facts: Facts) -> dict[str, Any]:
     """A Kubeflow training-operator PyTorchJob (kubeflow.org/v1) for this pipeline."""
     env = facts.environment
     d = facts.distributed
-    name = container_name(facts).lower().replace("_", "-").replace(".", "-")
+    name = job_name(facts)
     gpus = d.nproc_per_node if uses_gpu(facts) else 0
     container: dict[str, Any] = {
         "name": "pytorch",  # the operator requires this container name
@@ -238,4 +262,5 @@ def render_commands(facts: Facts, kind: str = "all", templates: str | None = Non
         access=[sh_join(a) for a in access_lines(facts)],
         torchrun=[(title, sh_join(a)) for title, a in torchrun_lines(facts)],
         manifest=manifest_yaml(facts),
+        k8s=k8s_prerequisites(facts),
     )
