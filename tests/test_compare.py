@@ -238,7 +238,11 @@ def test_compare_end_to_end(make_project: ProjectFactory, session_browser: objec
         "        - name: mermaid\n          class: mermaid\n          format: !!python/name:pymdownx.superfences.fence_code_format\n"
         "plugins:\n  - traindoc:\n      mermaid: local\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO / "src"),
+        "TRAINDOC_MERMAID_DIR": str(REPO / ".cache" / "mermaid" / "11.12.0"),
+    }
     build = [sys.executable, "-m", "mkdocs", "build", "--strict"]
     ok = subprocess.run(build, cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert ok.returncode == 0, ok.stderr[-3000:]
