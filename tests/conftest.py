@@ -197,10 +197,15 @@ def digits_copy(tmp_path: Path) -> Path:
     root = tmp_path / "digits"
     root.mkdir()
     shutil.copytree(REPO / "pipeline", root / "pipeline", ignore=shutil.ignore_patterns("__pycache__"))
-    text = (REPO / "pyproject.toml").read_text()  # the example alone: one named pipeline, as a project starts
+    shutil.copy(REPO / "pyproject.toml", root / "pyproject.toml")
+    return root
+
+
+def only_digits(root: Path) -> None:
+    """Name the example as the project's only pipeline (a project as it starts: markers may omit it)."""
+    text = (root / "pyproject.toml").read_text()
     text = re.sub(r"(?m)^pipelines = \{.*\}$", 'pipelines = { digits = "pipeline/digits.py" }', text)
     (root / "pyproject.toml").write_text(text)
-    return root
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import REPO, traindoc_cli
+from conftest import REPO, only_digits, traindoc_cli
 from traindoc import sections
 from traindoc.errors import MarkerError
 from traindoc.readme import update_file
@@ -137,6 +137,7 @@ def test_bad_markers_leave_the_file_untouched(digits_copy: Path) -> None:
 
 
 def test_readme_fill_then_check(digits_copy: Path) -> None:
+    only_digits(digits_copy)
     readme = digits_copy / "README.md"
     readme.write_bytes(
         b"# Title\r\n\r\n<!-- traindoc:begin system pipeline=digits -->\r\n<!-- traindoc:end -->\r\nafter\r\n"
