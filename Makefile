@@ -45,7 +45,7 @@ browser:
 
 # Browser tests fail (never skip) under make test: a green run always includes them.
 test: check mermaid browser
-	TRAINDOC_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q
+	TRAINDOC_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q --durations=25
 
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not slow"
