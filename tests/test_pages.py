@@ -72,12 +72,13 @@ def run(cmd: list[str], root: Path, **env: str) -> subprocess.CompletedProcess[s
 
 
 def assert_readable(report: object, expected_blocks: int) -> None:
-    from sitecheck import problems_of
+    from sitecheck import overlaps_of, problems_of
 
     assert report.external_requests == [], report.external_requests  # type: ignore[attr-defined]
     diagrams = [d for p in report.pages for d in p.diagrams]  # type: ignore[attr-defined]
     assert len(diagrams) == expected_blocks, diagrams
     assert problems_of(report) == []  # type: ignore[arg-type]
+    assert overlaps_of(report) == []  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("theme", ["material", "mkdocs", "readthedocs"])

@@ -161,7 +161,9 @@ def _panel(panel: Panel, top: float, x0: float, x1: float, width: float) -> list
         f'<rect x="{plot_left}" y="{plot_top}" width="{plot_right - plot_left}" height="{h - 22}" class="frame"/>'
     )
     legend_x = plot_right
-    for ln in reversed(panel.lines):  # legend, right-aligned on the title line
+    for ln in reversed(panel.lines):  # legend, right-aligned on the title line (unnamed lines have none)
+        if not ln.name:
+            continue
         text = escape(ln.name)
         legend_x -= 7 * len(ln.name) + 26
         out.append(

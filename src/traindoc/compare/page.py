@@ -48,13 +48,13 @@ def chart(c: Comparison) -> str:
         for r in side.runs:
             if r.loss_curve:
                 pts = [(float(s), float(v)) for s, v in r.loss_curve]
-                lines.append(charts.Line(f"{side.label} seed", pts, thin, width=1.0, opacity=0.7))
+                lines.append(charts.Line("", pts, thin, width=1.0, opacity=0.7))  # every seed, thin, unlabelled
         mean = _mean_curve(side.runs)
         if mean:
-            lines.append(charts.Line(f"{side.label}: {side.name} (mean)", mean, bold, width=2.5))
+            lines.append(charts.Line(f"{side.label} mean", mean, bold, width=2.5))
     if not lines:
         return ""
-    panel = charts.Panel("Training loss, every seed", lines, height=260, robust=True)
+    panel = charts.Panel("Loss, all seeds", lines, height=260, robust=True)
     return charts.panels_svg([panel], title=f"{c.a.name} (A) vs {c.b.name} (B)")
 
 
