@@ -231,13 +231,20 @@ def test_property_claim_deletes_only_inside_marked_folders(
 
 @pytest.mark.slow
 def test_two_concurrent_runs_on_one_out_folder_take_turns(make_project: ProjectFactory) -> None:
-    root = make_project()
+    import time
+
+    root = make_project(epochs=4)
     cmd = [sys.executable, "-m", "traindoc", "run", "pipeline/tiny.py", "--out", "runs/a", "--json"]
     env = {**os.environ, "TINY_MODE": "slow"}
-    procs = [
-        subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for _ in range(2)
-    ]
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(cmd, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+    first_proc = start()
+    deadline = time.monotonic() + 240
+    while not (root / "runs" / "a" / "steps.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # the first run holds the folder and trains: the second must meet it there
+    procs = [first_proc, start()]
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     waited = [err for _, err in outs if "is in use by another traindoc run; waiting for it to finish" in err]
@@ -248,8 +255,8 @@ def test_two_concurrent_runs_on_one_out_folder_take_turns(make_project: ProjectF
 
     steps, _ = read_steps(root / "runs" / "a" / "steps.jsonl")
     raw = [json.loads(x) for x in (root / "runs" / "a" / "steps.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in raw if "event" not in r] == list(range(1, 33)), "two runs interleaved their logs"
-    assert len(steps) == 32
+    assert [r["step"] for r in raw if "event" not in r] == list(range(1, 65)), "two runs interleaved their logs"
+    assert len(steps) == 64
     results = [json.loads(o) for o, _ in outs]
     first, second = sorted(results, key=lambda r: r["started_at"])
     assert first["status"] == second["status"] == "passed"

@@ -69,7 +69,8 @@ def diagnose(
         )
     if not failures and not any(launched.codes) and summary is not None:
         return Outcome("passed", f"trained {summary.steps} steps; {summary.stopped_because}", None, None)
-    reported = {f.rank for f in failures}
+    # a rank stopped by the launcher's SIGTERM said nothing of its own: if its peers timed out waiting, it hung
+    reported = {f.rank for f in failures if f.kind != "terminated"}
     silent = [r for r in started if r not in reported and not (r == 0 and summary is not None)]
     primary = [f for f in failures if f.primary]
     root = protocol.root_cause(failures)

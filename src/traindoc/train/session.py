@@ -189,6 +189,15 @@ def failure_of(exc: BaseException, rank: int, step: int) -> RankFailure:
         kind, message = "terminated", str(exc)
     elif isinstance(exc, BatchError):
         kind, message, tb = "batch", str(exc), user_tb(exc)
+    elif _is_collective_timeout(exc) and dist.is_available() and dist.is_initialized():
+        # a collective in the user's own code (or ours) waited for a rank that never came: the aftermath
+        tb = exc.user_traceback if isinstance(exc, UserCodeError) else user_tb(exc)
+        kind, message = (
+            "peer_timeout",
+            str(exc).splitlines()[0]
+            if isinstance(exc, UserCodeError)
+            else (f"{type(exc).__name__}: {exc}".splitlines()[0]),
+        )
     elif isinstance(exc, UserCodeError):
         kind, message, tb = "user_code", str(exc), exc.user_traceback
     elif isinstance(exc, TraindocError):
@@ -216,7 +225,7 @@ def _is_collective_timeout(exc: BaseException) -> bool:
     if isinstance(exc, (TimeoutError, getattr(dist, "DistTimeoutError", TimeoutError))):
         return True
     text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and any(s in text for s in _TIMED_OUT)
+    return isinstance(exc, (RuntimeError, UserCodeError)) and any(s in text for s in _TIMED_OUT)
 
 
 def _is_peer_failure(exc: BaseException) -> bool:
