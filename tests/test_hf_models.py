@@ -132,7 +132,9 @@ def test_hf_gpt2_runs_through_the_cli_with_true_metrics(tmp_path: Path) -> None:
     assert final["val_loss"] < math.log(32) / 2, "it learned: well below a uniform guess over 32 tokens"
     assert final["val_loss"] == pytest.approx(recomputed_val_loss(root, Path(r["run_dir"])), rel=1e-4)
     assert r["final_val_loss"] == final["val_loss"]
-    on_disk = sorted(p.name for p in (Path(r["run_dir"]) / "checkpoints").iterdir() if not p.name.endswith(".sha256.json"))
+    on_disk = sorted(
+        p.name for p in (Path(r["run_dir"]) / "checkpoints").iterdir() if not p.name.endswith(".sha256.json")
+    )
     assert [c["path"] for c in r["checkpoints"]] == on_disk == ["step_00000060.pt"]  # keep_last: 1
     assert {e["name"]: e["passed"] for e in r["expectations"]} == {
         "min_loss_drop": True,

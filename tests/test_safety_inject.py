@@ -582,7 +582,10 @@ NO_SCRIPT_JS = """
 
 @pytest.mark.slow
 @pytest.mark.browser
-def test_no_script_from_hostile_text_runs_in_the_built_site(hostile: dict[str, object], browser: object) -> None:
+def test_no_script_from_hostile_text_runs_in_the_built_site(
+    hostile: dict[str, object], session_browser: object
+) -> None:
+    browser = session_browser  # one Playwright per test session: a second sync instance cannot start beside it
     from sitecheck import COUNT_JS, serve
     from traindoc.browser import OPEN_SHADOW_ROOTS
 
