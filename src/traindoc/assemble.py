@@ -69,8 +69,10 @@ def diagnose(
         )
     if not failures and not any(launched.codes) and summary is not None:
         return Outcome("passed", f"trained {summary.steps} steps; {summary.stopped_because}", None, None)
-    # a rank stopped by the launcher's SIGTERM said nothing of its own: if its peers timed out waiting, it hung
-    reported = {f.rank for f in failures if f.kind != "terminated"}
+    # a rank stopped by the launcher's SIGTERM said nothing of its own: when its peers timed out waiting
+    # in a collective, it is the one that hung
+    waited = any(f.kind == "peer_timeout" for f in failures)
+    reported = {f.rank for f in failures if not (waited and f.kind == "terminated")}
     silent = [r for r in started if r not in reported and not (r == 0 and summary is not None)]
     primary = [f for f in failures if f.primary]
     root = protocol.root_cause(failures)
