@@ -294,3 +294,26 @@ def test_a_resumed_run_folder_loses_planted_fifos_before_anything_opens_them(tmp
         left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
     assert left == [runfolder.MARKER, "checkpoints", "steps.jsonl"]
     assert (out / "steps.jsonl").read_text() == '{"step": 1}\n'  # what a resume needs is kept
+
+
+def test_mermaid_fetch_never_deletes_a_folder_it_did_not_fill(tmp_path: Path) -> None:
+    """TRAINDOC_MERMAID_DIR=~ then `traindoc mermaid-fetch` must not wipe the home folder."""
+    from traindoc.assets import replace_build
+    from traindoc.errors import BrowserUnavailable
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "thesis.tex").write_text("years of work")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    (staging / "mermaid.min.js").write_text("js")
+    with pytest.raises(BrowserUnavailable, match="did not write"):
+        replace_build(staging, home)
+    assert (home / "thesis.tex").read_text() == "years of work"
+    ours = tmp_path / "mermaid"  # a folder holding only traindoc's own files is replaced
+    ours.mkdir()
+    (ours / "mermaid.min.js").write_text("old")
+    staging.mkdir(exist_ok=True)
+    (staging / "mermaid.min.js").write_text("new")
+    replace_build(staging, ours)
+    assert (ours / "mermaid.min.js").read_text() == "new" and not staging.exists()

@@ -64,11 +64,29 @@ def fetch_mermaid(version: str | None = None, root: Path | None = None) -> Path:
             lic = tar.extractfile(tar.getmember("package/LICENSE"))
             if lic is not None:
                 (staging / "LICENSE").write_bytes(lic.read())
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)  # atomic: a half-fetched build is never seen
+        replace_build(staging, target)
     return target / "mermaid.min.js"
+
+
+def replace_build(staging: Path, target: Path) -> None:
+    """Put a fetched build in place. ``target`` may come from TRAINDOC_MERMAID_DIR (a path a user typed):
+    it is replaced only when it holds nothing but the files traindoc writes there, never deleted wholesale."""
+    ours = {*FILES, "LICENSE"}
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BrowserUnavailable(f"{target}: not a folder traindoc created for Mermaid; nothing was replaced")
+    if target.exists():
+        foreign = sorted(p.name for p in target.iterdir() if p.name not in ours or not p.is_file())
+        if foreign:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise BrowserUnavailable(
+                f"{target}: holds files traindoc did not write ({', '.join(foreign[:5])}); nothing was replaced"
+            )
+        for p in target.iterdir():
+            p.unlink()
+        target.rmdir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staging, target)  # a half-fetched build is never seen
 
 
 SITE_PATH = "assets/traindoc/mermaid.min.js"  # where the plugin, and mermaid-install, put it in a site
