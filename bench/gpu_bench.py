@@ -227,7 +227,11 @@ def mkdocs_build(project: Path, timeout: float = 400) -> dict[str, Any]:
     """``mkdocs build`` in a fresh process, watching the run folder appear: seconds from launch to the
     runner's launch plan (facts done), to the worker's step log (set-up done, first step next), to its
     first flushed window (``log_every`` steps), and to the end of the build."""
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    # The copy has no .cache/mermaid of its own: it uses the repository's pinned build (as `make docs` does).
+    from traindoc.assets import mermaid_dir
+
+    mermaid = str(mermaid_dir(root=REPO))
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "TRAINDOC_MERMAID_DIR": mermaid}
     cache = project / ".cache" / "traindoc"
     marks: dict[str, float | None] = {"launch_plan_s": None, "first_step_s": None, "first_window_s": None}
     probes = {

@@ -116,7 +116,9 @@ class Check:
         try:
             fn()
         except Exception as exc:  # one phase failing must not lose the others' figures
-            self.add(name, False, f"{type(exc).__name__}: {exc}".splitlines()[0])
+            lines = f"{type(exc).__name__}: {exc}".splitlines()
+            # The first line and the end of the rest (a build's own error comes last), never just the headline.
+            self.add(name, False, "\n    ".join(lines[:1] + [x for x in lines[1:] if x.strip()][-8:]))
             self.results.setdefault("errors", []).append({"phase": name, "traceback": traceback.format_exc()})
         self.results.setdefault("phase_s", {})[name] = round(time.monotonic() - t0, 2)
         self.save()
