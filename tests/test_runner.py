@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import REPO, ProjectFactory, traindoc_cli
-from traindoc import checkpoint, launch, runner, service
+from traindoc import checkpoint, errors, launch, runner, service
 from traindoc.runner import RunOptions
 
 pytestmark = pytest.mark.slow
@@ -87,7 +87,7 @@ def test_launch_plan_single_process_and_torchrun() -> None:
         rdzv_id="job",
     )
     assert len(remote) == 1  # other machines launch their own node
-    with pytest.raises(ValueError, match="nccl"):
+    with pytest.raises(errors.BackendUnavailable, match="nccl"):  # a SpecError (exit 3), never a ValueError
         launch.resolve_backend("nccl", "cpu")
     assert launch.resolve_nproc("auto", "cuda", 4) == 4 and launch.resolve_nproc("auto", "cpu", 0) == 1
 

@@ -76,12 +76,12 @@ def nice_ticks(lo: float, hi: float, count: int = 5, *, integer: bool = False) -
     if integer:
         steps = [s for s in steps if s >= 1 and float(s).is_integer()] or [1]
     step = next((s for s in steps if s >= raw), steps[-1])
-    first = math.ceil(lo / step - 1e-9) * step
-    ticks, t = [], first
-    while t <= hi + step * 1e-9:
-        ticks.append(round(t, 12))
-        t += step
-    return ticks
+    # k × step for whole k, rounded a few digits below the step: no drift from repeated adding, no
+    # 0.30000000000000004, and tiny ranges (1e-53 wide, or 1e-10 wide around 586,124) keep distinct ticks.
+    first, last = math.ceil(lo / step - 1e-9), math.floor(hi / step + 1e-9)
+    decimals = max(0, 3 - math.floor(math.log10(step)))
+    # Clamped: at float resolution (a range a few ulps wide) a rounded tick may land an ulp outside.
+    return sorted({min(max(round(k * step, decimals), lo), hi) for k in range(first, last + 1)})
 
 
 def log_ticks(lo: float, hi: float) -> list[float]:
@@ -110,7 +110,8 @@ def labels(ticks: list[float]) -> list[str]:
         out = [label(t, digits) for t in ticks]
         if len(set(out)) == len(out):
             return out
-    return [f"{t:g}" for t in ticks]
+    # Neighbours closer than any short form tells apart (steps 999,999 and 1,000,000): write them in full.
+    return [f"{int(t):,}" if float(t).is_integer() else repr(float(t)) for t in ticks]
 
 
 def _percentile(values: list[float], q: float) -> float:

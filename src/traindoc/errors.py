@@ -6,14 +6,18 @@ CLI, the MkDocs plugin and tests all print the same thing.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 class TraindocError(Exception):
-    """Root of every error traindoc raises on purpose. ``exit_code`` is what the CLI returns."""
+    """Root of every error traindoc raises on purpose. ``exit_code`` is what the CLI returns; ``meaning``
+    is the exit code's line in the CLI reference (one class per code says it: :func:`exit_codes`)."""
 
     exit_code = 1
+    meaning = "any other error"
 
     def lines(self) -> list[str]:
         return [str(self)]
@@ -38,6 +42,7 @@ class SpecError(TraindocError):
     """The pipeline spec is invalid. Carries one :class:`Problem` per bad field."""
 
     exit_code = 3
+    meaning = "invalid spec"
 
     def __init__(self, problems: Sequence[Problem]) -> None:
         self.problems = list(problems)
@@ -47,16 +52,22 @@ class SpecError(TraindocError):
         return [p.render() for p in self.problems]
 
 
+class BackendUnavailable(SpecError):
+    """The spec's distributed backend cannot run on this machine's devices (``nccl`` without CUDA)."""
+
+
 class LoadError(TraindocError):
     """The pipeline could not be found or picked (missing file, no pipeline, several pipelines)."""
 
     exit_code = 2
+    meaning = "pipeline not found, not picked, or outside the project"
 
 
 class UserCodeError(TraindocError):
     """User code raised. ``user_traceback`` holds the user's own frames only, formatted."""
 
     exit_code = 4
+    meaning = "error in user code (the model, data or step raised; a batch does not fit)"
 
     def __init__(self, message: str, user_traceback: str = "") -> None:
         self.user_traceback = user_traceback
@@ -73,30 +84,39 @@ class RunFailed(TraindocError):
     """A training run failed or missed its expectations; the results record says why."""
 
     exit_code = 5
+    meaning = "run failed or missed its expectations"
 
 
 class MarkerError(TraindocError):
     """README markers are unbalanced, nested or unknown."""
 
     exit_code = 6
+    meaning = "bad README markers"
 
 
 class StaleError(TraindocError):
     """``--check`` found generated content out of date."""
 
     exit_code = 7
+    meaning = "--check found stale content"
 
 
 class BrowserUnavailable(TraindocError):
     """No headless Chromium (or Playwright, or the pinned Mermaid build) is available."""
 
     exit_code = 8
+    meaning = "no browser or pinned Mermaid build"
 
 
 class LintFailed(TraindocError):
     """``lint --strict`` found warnings."""
 
     exit_code = 9
+    meaning = "lint --strict found warnings"
+
+
+class RecordError(TraindocError, ValueError):
+    """A stored record (a facts, results or run-protocol file) does not have the shape its class declares."""
 
 
 class CacheCorrupt(TraindocError):
@@ -108,6 +128,7 @@ class RunFolderRefused(TraindocError):
     folder that traindoc did not create. Nothing was written or deleted."""
 
     exit_code = 10
+    meaning = "run folder refused (--out is a file, a protected folder, or a non-empty folder traindoc did not make)"
 
 
 class PipelineOutsideProject(LoadError):
@@ -181,3 +202,49 @@ class CompareError(TraindocError):
     """A comparison cannot be made as asked (bad seeds, unknown expectation bound, pipelines missing)."""
 
     exit_code = 2
+
+
+def exit_codes() -> list[tuple[int, str]]:
+    """(code, meaning) for every exit code, built from the classes (the CLI docstring and reference read it)."""
+    seen: dict[int, str] = {0: "ok"}
+    todo: list[type[TraindocError]] = [TraindocError]
+    while todo:
+        cls = todo.pop(0)
+        if "meaning" in cls.__dict__ and cls.exit_code not in seen:
+            seen[cls.exit_code] = cls.meaning
+        todo.extend(cls.__subclasses__())
+    return sorted(seen.items())
+
+
+def to_record(exc: TraindocError) -> dict[str, Any]:
+    """An error as plain JSON, for a child process to hand to its parent (never text to parse back)."""
+    return {
+        "kind": type(exc).__name__,
+        "message": str(exc),
+        "exit_code": exc.exit_code,
+        "user_traceback": getattr(exc, "user_traceback", ""),
+        "problems": [dataclasses.asdict(p) for p in getattr(exc, "problems", [])],
+    }
+
+
+def from_record(record: dict[str, Any]) -> TraindocError:
+    """The error a child raised, rebuilt as the same class (a generic one with its exit code if unknown)."""
+    kind, message = str(record.get("kind", "")), str(record.get("message", ""))
+    cls = globals().get(kind)
+    err: TraindocError
+    if isinstance(cls, type) and issubclass(cls, SpecError):
+        problems = [Problem(**p) for p in record.get("problems") or []]
+        err = cls(problems or [Problem(file="pipeline", message=message)])
+    elif cls is UserCodeError:
+        err = UserCodeError(message, str(record.get("user_traceback") or ""))
+    elif isinstance(cls, type) and issubclass(cls, TraindocError):
+        try:
+            err = cls(message)
+        except TypeError:  # a class with a richer constructor: keep its words and its code
+            err = TraindocError(message)
+    else:
+        err = TraindocError(message)
+    code = record.get("exit_code")
+    if isinstance(code, int) and code != err.exit_code:
+        err.exit_code = code
+    return err

@@ -18,7 +18,7 @@ from torch.utils._pytree import tree_flatten
 
 from . import __version__, launch, modelbuild
 from . import policy as policy_rules
-from .errors import UserCodeError
+from .errors import BackendUnavailable, UserCodeError
 from .facts import (
     AccessFacts,
     BoundFact,
@@ -219,8 +219,8 @@ def distributed_facts(spec: Pipeline, device: DeviceFacts, source: str) -> Distr
     nnodes, nproc = world(spec, device)
     try:
         backend = launch.resolve_backend(d.backend, device.resolved)
-    except ValueError as exc:
-        backend = f"{d.backend} (unavailable: {exc})"
+    except BackendUnavailable as exc:
+        backend = f"{d.backend} (unavailable: {exc.problems[0].message})"
     return DistributedFacts(
         enabled=nnodes * nproc > 1,
         backend=backend,

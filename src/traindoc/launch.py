@@ -10,6 +10,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from .errors import BackendUnavailable, Problem
+
 
 @dataclass(frozen=True)
 class WorkerOptions:
@@ -38,7 +40,15 @@ def resolve_backend(backend: str, device: str) -> str:
     if backend == "auto":
         return "nccl" if device == "cuda" else "gloo"
     if backend == "nccl" and device != "cuda":
-        raise ValueError("backend 'nccl' needs CUDA devices; use 'gloo' or 'auto' on CPU")
+        raise BackendUnavailable(
+            [
+                Problem(
+                    file="pipeline spec",
+                    field="distributed.backend",
+                    message=f"'nccl' needs CUDA devices and this run is on {device}; use 'gloo' or 'auto'",
+                )
+            ]
+        )
     return backend
 
 

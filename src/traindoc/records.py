@@ -17,11 +17,9 @@ from collections.abc import Iterator
 from functools import cache
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
+from .errors import RecordError as RecordError  # its home is the error root; re-exported for readers
+
 R = TypeVar("R", bound="Record")
-
-
-class RecordError(ValueError):
-    """A stored record does not have the shape its class declares."""
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -27,8 +27,8 @@ def _wide(prog: str) -> argparse.HelpFormatter:
 
 
 def cli_reference() -> str:
-    from .cli import __doc__ as cli_doc
-    from .cli import build_parser
+    from .cliparser import build_parser
+    from .errors import exit_codes
 
     parser = build_parser()
     commands = []
@@ -50,8 +50,8 @@ def cli_reference() -> str:
                 commands.append(
                     {"name": name, "help": helps.get(name, ""), "usage": sub.format_usage().strip(), "options": options}
                 )
-    exit_codes = (cli_doc or "").split("Exit codes:", 1)[-1].strip()
-    return render("cli_reference.md.j2", None, commands=commands, exit_codes=" ".join(exit_codes.split()))
+    codes = [{"code": code, "meaning": meaning} for code, meaning in exit_codes()]
+    return render("cli_reference.md.j2", None, commands=commands, exit_codes=codes)
 
 
 TITLES = {"spec": "Pipeline spec reference", "cli": "CLI reference"}

@@ -23,7 +23,7 @@ from .errors import (
     PipelineOutsideProject,
     TimedOut,
     TraindocError,
-    UserCodeError,
+    from_record,
 )
 from .facts import Facts
 from .loader import parse_ref, source_file
@@ -131,25 +131,25 @@ def introspect_here(t: Target) -> Facts:
     return redact_facts(facts)
 
 
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
+
+
 def redact_facts(facts: Facts) -> Facts:
     """Facts with every secret-looking string masked (``***``): nothing downstream (cache, pages,
     README, lint) ever holds a secret written into a spec field; the ``secret-in-spec`` lint rule
     names the fields."""
-
-    def walk(value: Any) -> Any:
-        if isinstance(value, str):
-            return redact(value)
-        if isinstance(value, list):
-            return [walk(v) for v in value]
-        if isinstance(value, dict):
-            return {k: walk(v) for k, v in value.items()}
-        return value
-
-    return Facts.model_validate(walk(facts.model_dump(mode="json")))
+    return Facts.model_validate(_redacted(facts.model_dump(mode="json")))
 
 
 def introspect_child(t: Target) -> Facts:
-    """Run ``python -m traindoc inspect --json`` in a child; its errors come back as ours.
+    """Introspect in a child (:mod:`traindoc.facts_child`); its error comes back as the same class.
 
     The child is guarded and killed with its tree (:mod:`traindoc.procs`). It gets what is left of the
     run's hard timeout, or :data:`INSPECT_TIMEOUT_S` outside a run: an import or a factory that never
@@ -157,11 +157,11 @@ def introspect_child(t: Target) -> Facts:
     """
     limit = procs.remaining(INSPECT_TIMEOUT_S)
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "facts.json"  # a file, not stdout: user modules may print while imported
+        out = Path(tmp) / "facts.json"
         err_path = Path(tmp) / "stderr.txt"
         with procs.Tree() as tree, open(err_path, "wb") as err_file:
             proc = tree.spawn(
-                [sys.executable, "-m", "traindoc", "inspect", t.ref, "--no-cache", "--json-file", str(out)],
+                [sys.executable, "-m", "traindoc.facts_child", t.ref, str(t.root), str(out)],
                 cwd=t.root,
                 stdout=subprocess.DEVNULL,
                 stderr=err_file,
@@ -173,21 +173,19 @@ def introspect_child(t: Target) -> Facts:
         if tree.cancelled.is_set():
             raise Cancelled("introspection was stopped: traindoc is shutting down")
         stderr = err_path.read_text(encoding="utf-8", errors="replace")
+        tail = " | ".join(redact(stderr).strip().splitlines()[-3:])
         if code is None:
-            tail = " | ".join(redact(stderr).strip().splitlines()[-3:])
             raise TimedOut(
                 f"timed out after {procs.limit(INSPECT_TIMEOUT_S):g} s while loading the pipeline "
                 "and introspecting its model (a child process, now killed)" + (f"; it printed: {tail}" if tail else "")
             )
-        if code == 0:
-            return Facts.model_validate(json.loads(out.read_text(encoding="utf-8")))
-    message = redact(stderr.strip()) or f"introspection exited with {code}"
-    first, _, rest = message.partition("\n")
-    first = first.removeprefix("traindoc: ")
-    if code == 4:
-        raise UserCodeError(first, rest)
-    if code == 2:
-        raise LoadError(first)
-    err = TraindocError(message.replace("traindoc: ", ""))
-    err.exit_code = code
-    raise err
+        try:
+            payload = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            payload = None
+    if isinstance(payload, dict) and isinstance(payload.get("facts"), dict):
+        return Facts.model_validate(payload["facts"])
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        raise from_record(_redacted(payload["error"]))
+    # The child died without writing its record (killed, out of memory, a crash in native code).
+    raise TraindocError(f"introspection exited with {code} before writing its result" + (f": {tail}" if tail else ""))

@@ -1,0 +1,136 @@
+"""One error root end to end: every failure reaches the user as a TraindocError with its exit code.
+
+Exit codes live on the error classes only; the CLI's handlers raise (never return a literal code);
+the introspection child hands its error back as a record, rebuilt as the same class.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import REPO, ProjectFactory, traindoc_cli
+from traindoc import cli, cliparser, errors, service
+
+SRC = REPO / "src" / "traindoc"
+
+
+def _error_classes() -> list[type[errors.TraindocError]]:
+    return [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.TraindocError)]
+
+
+def test_every_exit_code_is_documented_once_from_the_classes() -> None:
+    table = dict(errors.exit_codes())
+    assert {cls.exit_code for cls in _error_classes()} <= set(table)
+    assert table[0] == "ok" and all(table.values())
+    epilog = cliparser.build_parser().epilog or ""
+    for code, meaning in table.items():
+        assert f"{code} {meaning}" in epilog
+
+
+def test_cli_handlers_raise_and_never_return_a_code() -> None:
+    tree = ast.parse((SRC / "cli.py").read_text())
+    handlers = [f for f in tree.body if isinstance(f, ast.FunctionDef) and f.name.startswith("cmd_")]
+    literal_returns = [
+        f"{f.name}:{n.lineno}"
+        for f in handlers
+        for n in ast.walk(f)
+        if isinstance(n, ast.Return) and isinstance(n.value, ast.Constant) and isinstance(n.value.value, int)
+    ]
+    assert handlers and literal_returns == []
+    parser = cliparser.build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == set(cli.COMMANDS)  # every command has a handler, no handler is orphaned
+
+
+def test_no_module_imports_the_cli() -> None:
+    """The reference page reads the parser, not the CLI: no cycle, and the library never calls its CLI."""
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        text = path.read_text()
+        if path.name in ("__main__.py", "cli.py"):
+            continue
+        if re.search(r"from \.+cli import|import traindoc\.cli\b|from traindoc\.cli import", text):
+            offenders.append(str(path.relative_to(SRC)))
+        if re.search(r'"-m",\s*"traindoc"\s*[,\]]', text):
+            offenders.append(f"{path.relative_to(SRC)} runs the traindoc CLI as a child")
+    assert offenders == []
+
+
+MESSAGES = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(cls=st.sampled_from(_error_classes()), message=MESSAGES)
+def test_error_records_rebuild_the_same_class_code_and_words(cls: type[errors.TraindocError], message: str) -> None:
+    if issubclass(cls, errors.SpecError):  # built from problems: see the next test
+        return
+    try:
+        exc = cls(message)  # type: ignore[call-arg]
+    except TypeError:  # a richer constructor (NonFiniteLoss): its record keeps its words and code
+        exc = errors.NonFiniteLoss(3, float("nan"))
+        back = errors.from_record(errors.to_record(exc))
+        assert str(back) == str(exc) and back.exit_code == exc.exit_code
+        return
+    back = errors.from_record(errors.to_record(exc))
+    assert type(back) is cls and str(back) == str(exc) and back.exit_code == exc.exit_code
+
+
+def test_spec_and_user_code_errors_keep_their_parts() -> None:
+    spec = errors.SpecError([errors.Problem(file="p.py", line=3, field="training.epochs", message="must be > 0")])
+    back = errors.from_record(errors.to_record(spec))
+    assert isinstance(back, errors.SpecError) and back.lines() == ["p.py(3): training.epochs: must be > 0"]
+    nccl = errors.BackendUnavailable([errors.Problem(file="spec", field="distributed.backend", message="needs CUDA")])
+    back = errors.from_record(errors.to_record(nccl))
+    assert type(back) is errors.BackendUnavailable and back.exit_code == 3 and back.lines() == nccl.lines()
+    user = errors.UserCodeError("ZeroDivisionError: division by zero", '  File "p.py", line 9\n')
+    back = errors.from_record(errors.to_record(user))
+    assert isinstance(back, errors.UserCodeError) and back.user_traceback == user.user_traceback
+    odd = errors.from_record({"kind": "NotAClass", "message": "m", "exit_code": 42})
+    assert type(odd) is errors.TraindocError and odd.exit_code == 42
+
+
+# --- the introspection child, for real (the plugin's path: user code never runs in the server) -------------
+
+
+def _child(root: Path) -> object:
+    return service.introspect_child(service.target(str(root / "pipeline" / "tiny.py"), root))
+
+
+def test_child_error_in_user_code_comes_back_as_user_code_error(make_project: ProjectFactory) -> None:
+    root = make_project(extra="\nraise RuntimeError('boom at import, token=hunter2-secret')\n")
+    with pytest.raises(errors.UserCodeError) as info:
+        _child(root)
+    assert "boom at import" in str(info.value) and "tiny.py" in info.value.user_traceback
+    assert info.value.exit_code == 4
+
+
+def test_child_spec_error_keeps_each_problem(make_project: ProjectFactory) -> None:
+    root = make_project(epochs=-1)
+    with pytest.raises(errors.SpecError) as info:
+        _child(root)
+    assert info.value.exit_code == 3 and any("training.epochs" in line for line in info.value.lines())
+
+
+def test_child_that_dies_without_a_record_is_named(make_project: ProjectFactory) -> None:
+    root = make_project(extra="\nimport os\nos._exit(0)\n")
+    with pytest.raises(errors.TraindocError, match="before writing its result"):
+        _child(root)
+
+
+@pytest.mark.slow
+def test_nccl_on_a_cpu_machine_is_a_spec_error_not_a_traceback(make_project: ProjectFactory) -> None:
+    root = make_project(nproc=2)
+    file = root / "pipeline" / "tiny.py"
+    file.write_text(file.read_text().replace('"backend": "gloo"', '"backend": "nccl"'))
+    out = traindoc_cli(root, "run", "tiny", "--docs")
+    assert out.returncode == 3, out.stderr
+    assert "Traceback" not in out.stderr and "distributed.backend" in out.stderr and "nccl" in out.stderr
+    assert not (root / ".cache" / "traindoc" / "runs").exists() or not any(
+        (root / ".cache" / "traindoc" / "runs").rglob("rank*.log")
+    )  # refused at plan time: nothing was launched
