@@ -85,7 +85,7 @@ screenshots: venv mermaid
 	exit $$status
 
 golden: venv
-	$(BIN)/python -m pytest -q tests/test_golden.py --update-golden
+	$(BIN)/python -m pytest -q tests/test_diagrams.py -k golden --update-golden
 
 bench: venv mermaid
 	$(BIN)/python bench/run_all.py --out docs/benchmarks.md

@@ -70,6 +70,7 @@ class ModelView:
     output_shape: str
     total_params: int
     notes: tuple[str, ...]
+    quiet: frozenset[tuple[str, str]] = frozenset()  # edges drawn without a label (their shape is on the source)
 
 
 class CallTree:
@@ -321,6 +322,39 @@ def route_edges(b: _Builder, model: ModelFacts, ends: dict[str, str]) -> list[tu
     return [(s, d, shape) for (s, d), shape in out.items()]
 
 
+def quiet_entering_edges(nodes: list[ViewNode], edges: list[tuple[str, str, str]]) -> frozenset[tuple[str, str]]:
+    """Edges that enter a subgraph lose their label: Mermaid puts it on the subgraph's border, across the
+    subgraph's title (measured in Material: every such label overlapped a title). The shape moves onto
+    the source box as a "→ shape" line, so nothing is lost; an input's shape is on the input already."""
+    inside: dict[str, frozenset[str]] = {}  # node id -> the subgraphs around it (itself, for a subgraph)
+    boxes: dict[str, ViewNode] = {}
+
+    def walk(ns: list[ViewNode], outer: frozenset[str]) -> None:
+        for n in ns:
+            boxes[n.id] = n
+            if n.subgraph:
+                inside[n.id] = outer | {n.id}
+                walk(n.children, outer | {n.id})
+            else:
+                inside[n.id] = outer
+
+    walk(nodes, frozenset())
+    quiet: set[tuple[str, str]] = set()
+    moved: dict[str, list[str]] = {}
+    for s, d, shape in edges:
+        if inside.get(d, frozenset()) <= inside.get(s, frozenset()):
+            continue
+        quiet.add((s, d))
+        src = boxes.get(s)
+        if src is not None and not src.subgraph and src.kind != "op" and shape and shape not in moved.get(s, []):
+            moved.setdefault(s, []).append(shape)
+    for sid, shapes in moved.items():
+        n = boxes[sid]
+        line = "→ " + " · ".join(shapes)
+        n.detail = f"{n.detail}\n{line}" if n.detail else line
+    return frozenset(quiet)
+
+
 def never_called(model: ModelFacts) -> list[str]:
     used_through_ties = {m.tied_to for m in model.modules if m.tied_to and m.calls}
     names = [
@@ -346,10 +380,12 @@ def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelVie
     ends = {i: mermaid.node_id(i, "io") for i in inputs} | {"output": "io_output"}
     shape_of = {e.src: e.shape for e in reversed(model.edges)}
     labels = {i: f"{i.partition(':')[2]} {shape_of[i]}".strip() for i in inputs}
+    edges = route_edges(b, model, ends)
     view = ModelView(
         root_class=model.root_class,
         nodes=nodes,
-        edges=route_edges(b, model, ends),
+        edges=edges,
+        quiet=quiet_entering_edges(nodes, edges),
         inputs=[(ends[i], labels[i]) for i in inputs],
         output_id="io_output",
         output_shape=model.output_shape,
