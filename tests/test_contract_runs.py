@@ -232,6 +232,7 @@ pipeline = Pipeline(
 """
 
 
+@pytest.mark.extended  # test_contract_e2e::test_own_script_runs_like_a_builtin_run runs the same at 1 and 2 ranks
 @pytest.mark.parametrize("nproc", [1, 2])
 def test_your_own_script_runs_like_a_built_in_run(make_project: ProjectFactory, nproc: int) -> None:
     root = make_project(body=SCRIPT_PIPELINE.format(nproc=nproc, port=free_port()))
@@ -249,6 +250,7 @@ def test_your_own_script_runs_like_a_built_in_run(make_project: ProjectFactory, 
     assert "| data wait | n/a |" in page and "model-30.pt" in page
 
 
+@pytest.mark.extended  # same as test_contract_e2e::test_own_script_failure_names_the_script_line
 def test_a_script_that_raises_names_its_own_line(make_project: ProjectFactory) -> None:
     root = make_project(body=SCRIPT_PIPELINE.format(nproc=1, port=free_port()))
     (root / "pipeline" / "train.py").write_text(
@@ -261,6 +263,7 @@ def test_a_script_that_raises_names_its_own_line(make_project: ProjectFactory) -
     assert not any("runpy" in line or "src/traindoc/" in line for line in user)
 
 
+@pytest.mark.extended  # same as test_contract_e2e::test_batch_that_does_not_fit_says_so_in_one_line
 def test_a_batch_that_does_not_fit_says_what_it_got(make_project: ProjectFactory) -> None:
     root = charlm_project(make_project)
     pipe = root / "pipeline" / "tiny.py"
@@ -275,6 +278,7 @@ def test_a_batch_that_does_not_fit_says_what_it_got(make_project: ProjectFactory
     assert not any("KeyError" in line for line in r.log_tail)
 
 
+@pytest.mark.extended  # GPT-2's own loss: test_hf_models and the guide's gpt2 example cover it
 def test_a_hugging_face_model_that_computes_its_own_loss(make_project: ProjectFactory) -> None:
     """A model nobody here wrote (transformers' GPT-2, built from a config, no weights): dict batches
     with an attention mask, `optim.loss: "model"`, perplexity recorded, accuracy absent."""
