@@ -140,8 +140,8 @@ def build_time(root: Path, runs: int = 3) -> float:
 
 def bench_site() -> dict[str, float]:
     """Warm rebuild with the plugin (everything cached) vs the same pages as plain Markdown."""
-    from traindoc import docsgen
-    from traindoc.docsgen import CachedProvider
+    from traindoc.pages import docsgen
+    from traindoc.pages.docsgen import CachedProvider
 
     with tempfile.TemporaryDirectory() as tmp:
         plugin_root = Path(tmp) / "with"

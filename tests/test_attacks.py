@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ProjectFactory
-from traindoc import redact, runfolder, service
+from traindoc._util import redact
 from traindoc.errors import RunFolderRefused, TimedOut
+from traindoc.facts import service
+from traindoc.run import runfolder
 
 # --- hang: a FIFO where a file is expected -----------------------------------------------------------
 # A CI cache restored from a tarball, or a run folder someone prepared, can hold a named pipe with the
@@ -298,8 +300,8 @@ def test_a_resumed_run_folder_loses_planted_fifos_before_anything_opens_them(tmp
 
 def test_mermaid_fetch_never_deletes_a_folder_it_did_not_fill(tmp_path: Path) -> None:
     """TRAINDOC_MERMAID_DIR=~ then `traindoc mermaid-fetch` must not wipe the home folder."""
-    from traindoc.assets import replace_build
     from traindoc.errors import BrowserUnavailable
+    from traindoc.export.assets import replace_build
 
     home = tmp_path / "home"
     home.mkdir()

@@ -15,8 +15,12 @@ from pathlib import Path
 import pytest
 
 from conftest import ProjectFactory, traindoc_cli
-from traindoc import cache, checkpoint, docsgen, runner, service
-from traindoc.runner import RunOptions
+from traindoc import cache
+from traindoc.facts import service
+from traindoc.pages import docsgen
+from traindoc.run import runner
+from traindoc.run.runner import RunOptions
+from traindoc.train import checkpoint
 
 
 def truncate(p: Path) -> None:

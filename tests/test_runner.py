@@ -14,8 +14,10 @@ import pytest
 import torch
 
 from conftest import REPO, ProjectFactory, traindoc_cli
-from traindoc import checkpoint, launch, runner, service
-from traindoc.runner import RunOptions
+from traindoc.facts import service
+from traindoc.run import launch, runner
+from traindoc.run.runner import RunOptions
+from traindoc.train import checkpoint
 
 pytestmark = pytest.mark.slow
 

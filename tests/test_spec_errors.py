@@ -180,7 +180,7 @@ def test_property_nonpositive_batch_sizes_always_rejected(size: int) -> None:
     spec = {**GOOD, "data": {**GOOD["data"], "batch_size": size}}
     from pydantic import ValidationError
 
-    from traindoc.loader import spec_error
+    from traindoc.spec.loader import spec_error
 
     with pytest.raises(ValidationError) as info:
         Pipeline(**spec)

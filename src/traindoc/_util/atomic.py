@@ -99,7 +99,7 @@ def locked(path: Path, wait_s: float | None = None) -> Iterator[None]:
     import fcntl
     import time
 
-    from .errors import TimedOut
+    from ..errors import TimedOut
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as fh:

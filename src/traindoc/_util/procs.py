@@ -4,7 +4,7 @@ One mechanism, three layers:
 
 * **The kernel** (covers ``SIGKILL`` of traindoc, which no handler sees): each process is started
   through :mod:`traindoc.guard`, which sets ``PR_SET_PDEATHSIG=SIGKILL`` before exec. torchrun's
-  ranks get the same wrapper through ``--no-python`` (see :func:`traindoc.launch.plan`), so killing
+  ranks get the same wrapper through ``--no-python`` (see :func:`traindoc.run.launch.plan`), so killing
   traindoc kills the launcher, and the launcher's death kills every rank.
 * **A tag**: every process of a tree carries ``TRAINDOC_RUN_TAG=<uuid>`` in its environment, inherited
   by whatever it starts. Killing a tree kills its process groups, their descendants and every process
@@ -38,9 +38,9 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
+from ..errors import Cancelled, Interrupted, LeftoverProcesses
+from ..guard import SUPERVISOR_ENV, start_time, stat_fields
 from .atomic import read_regular, write_text
-from .errors import Cancelled, Interrupted, LeftoverProcesses
-from .guard import SUPERVISOR_ENV, start_time, stat_fields
 
 TAG_ENV = "TRAINDOC_RUN_TAG"
 RECORD = "procs.json"

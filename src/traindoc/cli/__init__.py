@@ -15,11 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import __version__
-from .errors import ChartError, TraindocError
+from .. import __version__
+from ..errors import ChartError, TraindocError
 
 if TYPE_CHECKING:
-    from .facts import Facts
+    from ..facts import Facts
 
 
 KIND_HELP = "which diagram (default: system)"
@@ -28,7 +28,7 @@ DEPTH_HELP = "model diagram only: module tree depth (default: the deepest that f
 
 
 def _facts(args: argparse.Namespace) -> Facts:
-    from . import service
+    from ..facts import service
 
     if getattr(args, "no_cache", False):
         return service.introspect_here(service.target(args.pipeline))
@@ -36,11 +36,11 @@ def _facts(args: argparse.Namespace) -> Facts:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from .render import project_templates_dir, render
+    from ..render.env import project_templates_dir, render
 
     facts = _facts(args)
     if args.json_file:
-        from .atomic import write_text
+        from .._util.atomic import write_text
 
         write_text(Path(args.json_file), json.dumps(facts.model_dump(mode="json"), ensure_ascii=False))
     elif args.json:
@@ -48,7 +48,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     else:
         print(render("inspect.txt.j2", project_templates_dir(Path.cwd()), facts=facts), end="")
         if not facts.model.traced:  # the rest was described; the model's problem is still an error here
-            from .errors import UserCodeError
+            from ..errors import UserCodeError
 
             first, _, rest = facts.model.untraced_reason.partition("\n")
             raise UserCodeError(first, rest)
@@ -56,9 +56,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def cmd_diagram(args: argparse.Namespace) -> int:
-    from . import mermaid
-    from .diagrams import diagram
-    from .render import project_templates_dir
+    from ..render import mermaid
+    from ..render.diagrams import diagram
+    from ..render.env import project_templates_dir
 
     d = diagram(_facts(args), args.kind, args.depth, project_templates_dir(Path.cwd()), args.direction)
     print(mermaid.fenced(d.text) if args.format == "md" else d.text, end="")
@@ -66,7 +66,7 @@ def cmd_diagram(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import runner
+    from ..run import runner
 
     result = runner.run(
         args.pipeline,
@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_readme(args: argparse.Namespace) -> int:
-    from . import readme
+    from ..pages import readme
 
     changed, diff = readme.update_file(Path(args.file), check=args.check, cache_dir=args.cache_dir)
     if args.check:
@@ -105,14 +105,14 @@ def cmd_readme(args: argparse.Namespace) -> int:
 
 
 def cmd_commands(args: argparse.Namespace) -> int:
-    from . import commands
+    from ..render import commands
 
     print(commands.render_commands(_facts(args), args.kind), end="")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from . import export
+    from ..export import export
 
     fmt = export.format_for(Path(args.output), args.format)  # checked before any work
     facts = _facts(args)
@@ -131,7 +131,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_chart(args: argparse.Namespace) -> int:
-    from . import atomic, content, runner
+    from .._util import atomic
+    from ..render import content
+    from ..run import runner
 
     result = runner.latest(args.pipeline, runner.RunOptions(cache_dir=Path(args.cache_dir) if args.cache_dir else None))
     if result is None:
@@ -145,9 +147,10 @@ def cmd_chart(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from . import atomic, export
-    from .compare import compare_pipelines, page
-    from .render import project_templates_dir
+    from .._util import atomic
+    from ..compare import compare_pipelines, page
+    from ..export import export
+    from ..render.env import project_templates_dir
 
     fmt = export.format_for(Path(args.diagram), None) if args.diagram else None  # checked before any work
     expect = json.loads(args.expect) if args.expect else None
@@ -171,14 +174,14 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(page.summary(c))
     if not c.ok:
-        from .errors import RunFailed
+        from ..errors import RunFailed
 
         raise RunFailed("the comparison failed: a run failed or an expectation on B − A was not met")
     return 0
 
 
 def cmd_lint(args: argparse.Namespace) -> int:
-    from . import lint
+    from ..render import lint
 
     findings = lint.lint(_facts(args))
     if args.json:
@@ -191,7 +194,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 
 def cmd_reference(args: argparse.Namespace) -> int:
-    from . import reference
+    from ..render import reference
 
     text = reference.page(args.what)
     if not args.output:
@@ -206,7 +209,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
         print(f"{out}: up to date")
         return 0
     if current != text:
-        from .atomic import write_text
+        from .._util.atomic import write_text
 
         write_text(out, text)
     print(f"{out}: {'updated' if current != text else 'unchanged'}")
@@ -214,7 +217,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
 
 
 def cmd_mermaid_fetch(args: argparse.Namespace) -> int:
-    from . import assets
+    from ..export import assets
 
     path = assets.fetch_mermaid(args.version)
     print(f"Mermaid: {path}")
@@ -222,7 +225,7 @@ def cmd_mermaid_fetch(args: argparse.Namespace) -> int:
 
 
 def cmd_mermaid_install(args: argparse.Namespace) -> int:
-    from . import assets
+    from ..export import assets
 
     path = assets.install_mermaid(Path(args.docs_dir))
     print(f"Mermaid {assets.MERMAID_VERSION}: {path}; list '{assets.SITE_PATH}' under extra_javascript")
@@ -357,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .procs import install_signal_handlers
+    from .._util.procs import install_signal_handlers
 
     restore = install_signal_handlers()  # SIGTERM/SIGHUP/SIGINT: kill all traindoc started, then unwind
     try:

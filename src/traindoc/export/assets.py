@@ -12,8 +12,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from . import procs
-from .errors import BrowserUnavailable
+from .._util import procs
+from ..errors import BrowserUnavailable
 
 MERMAID_VERSION = "11.12.0"
 FILES = ("mermaid.min.js",)
@@ -24,7 +24,7 @@ def mermaid_dir(version: str | None = None, root: Path | None = None) -> Path:
     env = os.environ.get("TRAINDOC_MERMAID_DIR")
     if env:
         return Path(env)
-    from .project import find_root
+    from ..project import find_root
 
     return (root or find_root()) / ".cache" / "mermaid" / (version or MERMAID_VERSION)
 
@@ -95,7 +95,7 @@ SITE_PATH = "assets/traindoc/mermaid.min.js"  # where the plugin, and mermaid-in
 def install_mermaid(docs_dir: Path, root: Path | None = None) -> Path:
     """Copy the pinned build into ``docs_dir`` (for Zensical, which runs no MkDocs plugin): the site then
     serves it and loads nothing from a CDN. Only this one file is written; it is never deleted."""
-    from . import atomic
+    from .._util import atomic
 
     target = docs_dir / SITE_PATH
     data = mermaid_js(root=root).read_bytes()

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import BrowserUnavailable
 from .assets import mermaid_js
-from .errors import BrowserUnavailable
 
 LAUNCH_ARGS = [
     "--no-sandbox",

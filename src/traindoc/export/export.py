@@ -11,11 +11,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from . import atomic, browser, diagrams
-from .errors import BrowserUnavailable, ExportFormatError
-from .facts import Facts
-from .project import find_root
-from .render import project_templates_dir
+from .._util import atomic
+from ..errors import BrowserUnavailable, ExportFormatError
+from ..facts import Facts
+from ..project import find_root
+from ..render import diagrams
+from ..render.env import project_templates_dir
+from . import browser
 
 THEMES = {"light": ("default", "#ffffff"), "dark": ("dark", "#1e1e1e")}
 

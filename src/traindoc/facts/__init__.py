@@ -1,6 +1,6 @@
 """Facts: the plain, frozen, JSON-serialisable description of a pipeline.
 
-Produced only by :mod:`traindoc.introspect` (the one place that touches torch objects); read by
+Produced only by :mod:`traindoc.facts.introspect` (the one place that touches torch objects); read by
 templates, diagrams, lint, README sections and commands. ``Facts.model_dump(mode="json")`` is the
 ``traindoc inspect --json`` output and the cached form. Plain records (:mod:`traindoc.records`), so
 reading them back never imports pydantic or torch.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .records import Record
+from ..records import Record
 
 
 @dataclass(frozen=True, kw_only=True)

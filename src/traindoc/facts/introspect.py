@@ -16,10 +16,13 @@ import torch
 from torch import nn
 from torch.utils._pytree import tree_flatten
 
-from . import __version__, launch, modelbuild
-from . import policy as policy_rules
-from .errors import UserCodeError
-from .facts import (
+from .. import __version__
+from ..errors import UserCodeError
+from ..run import launch
+from ..spec.loader import call, user_traceback
+from ..spec.pipeline import Pipeline
+from ..spec.types import ref_name
+from . import (
     AccessFacts,
     BoundFact,
     CheckpointFacts,
@@ -37,11 +40,11 @@ from .facts import (
     SSHFact,
     TrainingFacts,
     VolumeFact,
+    modelbuild,
 )
-from .loader import call, user_traceback
+from . import policy as policy_rules
 from .modelfacts import model_facts
 from .modeltrace import shape_str
-from .spec import Pipeline, ref_name
 
 RESIDENT_FRACTION = policy_rules.RESIDENT_FRACTION
 CPU_RESIDENT_LIMIT = policy_rules.CPU_RESIDENT_LIMIT

@@ -23,9 +23,9 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
 
-from .errors import ModelTooLarge, Problem, SpecError, UserCodeError
-from .loader import call
-from .spec import Pipeline
+from ..errors import ModelTooLarge, Problem, SpecError, UserCodeError
+from ..spec.loader import call
+from ..spec.pipeline import Pipeline
 
 SMALL_NUMEL = 1 << 16
 DEFAULT_BUDGET = 2 << 30

@@ -12,12 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import modelbuild, modeltrace
-from .errors import SpecError, TraindocError, UserCodeError
-from .facts import CallFact, EdgeFact, ModelFacts, ModuleFact
-from .loader import call, user_traceback
+from ..errors import SpecError, TraindocError, UserCodeError
+from ..spec.loader import call, user_traceback
+from ..spec.pipeline import Pipeline
+from ..spec.training import SampleInput
+from . import CallFact, EdgeFact, ModelFacts, ModuleFact, modelbuild, modeltrace
 from .modeltrace import shape_str
-from .spec import Pipeline, SampleInput
 
 DTYPES = {
     "float32": torch.float32,

@@ -21,7 +21,7 @@ from typing import Any
 
 _ACTIVE: list[set[str]] = []
 _HOOKED = False
-_OWN = str(Path(__file__).resolve().parent)
+_OWN = str(Path(__file__).resolve().parents[1])  # the traindoc package
 HASH_LIMIT = 64 << 20  # larger files (weights) are keyed by size and modification time
 
 

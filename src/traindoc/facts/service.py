@@ -14,21 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import cache, procs, readset
-from .atomic import locked
-from .errors import (
-    CacheCorrupt,
-    Cancelled,
-    LoadError,
-    PipelineOutsideProject,
-    TimedOut,
-    TraindocError,
-    UserCodeError,
-)
-from .facts import Facts
-from .loader import parse_ref, source_file
-from .project import find_root, known_names_hint, resolve_name
-from .redact import redact
+from .. import cache
+from .._util import procs
+from .._util.atomic import locked
+from .._util.redact import redact
+from ..errors import CacheCorrupt, Cancelled, LoadError, PipelineOutsideProject, TimedOut, TraindocError, UserCodeError
+from ..project import find_root, known_names_hint, resolve_name
+from ..spec.loader import parse_ref, source_file
+from . import Facts, readset
 
 INSPECT_TIMEOUT_S = 300.0  # loading and introspecting a pipeline outside a run with its own timeout
 
@@ -120,8 +113,8 @@ def _cached_facts(path: Path, key: str) -> Facts | None:
 
 
 def introspect_here(t: Target) -> Facts:
+    from ..spec.loader import load
     from .introspect import facts as compute
-    from .loader import load
 
     with readset.recording() as opened:
         spec, file = load(t.ref, t.root)
@@ -151,7 +144,7 @@ def redact_facts(facts: Facts) -> Facts:
 def introspect_child(t: Target) -> Facts:
     """Run ``python -m traindoc inspect --json`` in a child; its errors come back as ours.
 
-    The child is guarded and killed with its tree (:mod:`traindoc.procs`). It gets what is left of the
+    The child is guarded and killed with its tree (:mod:`traindoc._util.procs`). It gets what is left of the
     run's hard timeout, or :data:`INSPECT_TIMEOUT_S` outside a run: an import or a factory that never
     returns ends in :class:`TimedOut`, never in a hang.
     """

@@ -30,11 +30,11 @@ from typing import Any, Protocol
 
 import yaml
 
-from . import content
-from .diagrams import DIRECTIONS
-from .errors import CacheCorrupt, TraindocError
-from .facts import Facts
-from .results import RunResult
+from ..errors import CacheCorrupt, TraindocError
+from ..facts import Facts
+from ..render import content
+from ..render.diagrams import DIRECTIONS
+from ..run.results import RunResult
 
 SHOW = (*content.BLOCKS, "compare", "spec-reference", "cli-reference")
 KEYS = ("pipeline", "pipelines", "show", "depth", "direction", "seeds", "expect", "nproc")
@@ -154,9 +154,9 @@ def render_fence(opts: FenceOptions, provider: Provider) -> str:
 def compare_fence(opts: FenceOptions, provider: Provider) -> str:
     """Both pipelines over the same seeds (docs budget; cached runs reused), then the comparison section.
     A failed run or a missed expectation on B − A fails the build like a single run does."""
-    from .compare import run as compare_run
-    from .compare import seeds_for
-    from .compare.page import block
+    from ..compare import run as compare_run
+    from ..compare import seeds_for
+    from ..compare.page import block
 
     assert opts.pipelines is not None
     a, b = opts.pipelines
@@ -179,7 +179,7 @@ def compare_fence(opts: FenceOptions, provider: Provider) -> str:
 def reference_page(show: str) -> str:
     """The spec or CLI reference; it depends only on traindoc's code, so it is cached by its digest
     (a checked cache entry: a damaged one is regenerated, never served)."""
-    from . import cache
+    from .. import cache
 
     key = f"{show}-{cache.own_source_digest()}"
     path = cache.Layout(cache.default_dir()).reference(key)
@@ -187,7 +187,7 @@ def reference_page(show: str) -> str:
         text = cache.read_entry(path, key)
         if isinstance(text, str):
             return text
-    from . import reference
+    from ..render import reference
 
     text = reference.spec_reference() if show == "spec-reference" else reference.cli_reference()
     cache.write_entry(path, key, text)
@@ -197,8 +197,8 @@ def reference_page(show: str) -> str:
 def error_block(message: str, root: Path | None = None) -> str:
     """What a page shows when its generated content failed (the build may still fail in strict mode):
     the message in a code block it cannot end, without secrets or this machine's paths."""
-    from .escape import fence
-    from .redact import for_page
+    from .._util.redact import for_page
+    from ..render.escape import fence
 
     return "**traindoc could not generate this block.**\n\n" + fence(for_page(message, root), "text")
 
@@ -230,8 +230,8 @@ class CachedProvider:
     """Facts from the cache (or a child process); run results from the cache, else a notice."""
 
     def __init__(self, root: Path | None = None, cache_dir: Path | None = None, execute: str = "never") -> None:
-        from .project import find_root
-        from .render import project_templates_dir
+        from ..project import find_root
+        from ..render.env import project_templates_dir
 
         self.root = root or find_root()
         self.cache_dir = cache_dir
@@ -239,12 +239,12 @@ class CachedProvider:
         self.templates = project_templates_dir(self.root)
 
     def facts(self, pipeline: str) -> Facts:
-        from . import service
+        from ..facts import service
 
         return service.facts_for(pipeline, cache_dir=self.cache_dir, root=self.root, confine=True)
 
     def run(self, pipeline: str) -> tuple[RunResult | None, str | None]:
-        from . import runner
+        from ..run import runner
 
         opts = runner.RunOptions(docs=True, cache_dir=self.cache_dir, progress=False)
         hit = runner.lookup(pipeline, opts, self.root)
@@ -253,8 +253,8 @@ class CachedProvider:
         return runner.run(pipeline, opts, self.root), None
 
     def run_seed(self, pipeline: str, seed: int | None, nproc: int | None = None) -> RunResult:
-        from . import runner
-        from .errors import CompareError
+        from ..errors import CompareError
+        from ..run import runner
 
         opts = runner.RunOptions(docs=True, seed=seed, cache_dir=self.cache_dir, progress=False, nproc=nproc)
         if self.execute == "never":

@@ -1,7 +1,7 @@
 """The MkDocs plugin: thin glue between MkDocs events and the library.
 
 ``on_config`` checks prerequisites and wires the pinned Mermaid build; ``on_page_markdown`` expands
-``traindoc`` fences through :mod:`traindoc.docsgen`; under ``mkdocs serve`` stale runs go to a
+``traindoc`` fences through :mod:`traindoc.pages.docsgen`; under ``mkdocs serve`` stale runs go to a
 background thread and a finished run triggers a rebuild by touching a watched file in the cache
 (never anything in ``docs_dir``). Nothing here imports torch.
 """
@@ -22,12 +22,16 @@ from mkdocs.exceptions import PluginError
 from mkdocs.plugins import BasePlugin, event_priority
 from mkdocs.structure.files import File, Files
 
-from . import assets, cache, docsgen, procs, runner, service
-from .errors import CompareError, TraindocError
-from .facts import Facts
-from .project import find_root, named_pipelines
-from .render import project_templates_dir
-from .results import RunResult
+from .. import cache
+from .._util import procs
+from ..errors import CompareError, TraindocError
+from ..export import assets
+from ..facts import Facts, service
+from ..project import find_root, named_pipelines
+from ..render.env import project_templates_dir
+from ..run import runner
+from ..run.results import RunResult
+from . import docsgen
 
 ASSET = "assets/traindoc/mermaid.min.js"
 INIT_ASSET = "assets/traindoc/init.js"

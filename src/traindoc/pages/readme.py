@@ -6,10 +6,14 @@ import difflib
 import shlex
 from pathlib import Path
 
-from . import atomic, content, runner, sections, service
-from .errors import MarkerError
-from .project import find_root, named_pipelines
-from .render import project_templates_dir
+from .._util import atomic
+from ..errors import MarkerError
+from ..facts import service
+from ..project import find_root, named_pipelines
+from ..render import content
+from ..render.env import project_templates_dir
+from ..run import runner
+from . import sections
 
 
 def _pipeline_for(section: sections.Section, filename: str, root: Path) -> str:
@@ -50,8 +54,8 @@ def _compare_section(
     s: sections.Section, filename: str, root: Path, cache_dir: str | None, templates: str | None
 ) -> str:
     """``<!-- traindoc:begin compare a=NAME b=NAME seeds=3 -->``: from cached runs only."""
-    from .compare import cached_comparison
-    from .compare.page import block
+    from ..compare import cached_comparison
+    from ..compare.page import block
 
     a, b = s.params.get("a"), s.params.get("b")
     if not a or not b:
@@ -61,7 +65,7 @@ def _compare_section(
     cache = Path(cache_dir) if cache_dir else None
     c = cached_comparison(a, b, seeds=seeds, root=root, cache_dir=cache, nproc=nproc)
     if c is None:
-        from .escape import md_code
+        from ..render.escape import md_code
 
         run = md_code(f"traindoc compare {shlex.quote(a)} {shlex.quote(b)} --seeds {seeds} --docs")
         again = md_code(f"traindoc readme {shlex.quote(Path(filename).name)}")

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
-from .errors import MarkerError
+from ..errors import MarkerError
 
 BEGIN = re.compile(r"^\s*<!--\s*traindoc:begin\b(?P<args>.*?)-->\s*$")
 END = re.compile(r"^\s*<!--\s*traindoc:end\s*-->\s*$")

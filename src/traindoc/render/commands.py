@@ -16,10 +16,10 @@ from typing import Any
 
 import yaml
 
-from . import launch
+from ..facts import Facts
+from ..run import launch
+from .env import render
 from .escape import ShellLine
-from .facts import Facts
-from .render import render
 
 RUN_DIR = "/checkpoints/run"
 MAX_NODE_LINES = 3

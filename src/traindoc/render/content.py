@@ -3,7 +3,7 @@
 ``block(kind, ...)`` renders one of :data:`BLOCKS` from facts and, for run reports, a results record
 or a status notice. Every block is plain Markdown with ```` ```mermaid ```` fences, so GitHub,
 GitLab, Material and mermaid2 all render it; the run report adds its training chart as inline SVG
-(:mod:`traindoc.charts`), left out of README sections because GitHub strips inline SVG.
+(:mod:`traindoc.render.charts`), left out of README sections because GitHub strips inline SVG.
 """
 
 from __future__ import annotations
@@ -11,11 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import charts, commands, diagrams, escape, lint, mermaid, protocol
-from .facts import Facts
-from .redact import for_page
-from .render import render
-from .results import RunResult
+from .._util.redact import for_page
+from ..facts import Facts
+from ..run import protocol
+from ..run.results import RunResult
+from . import charts, commands, diagrams, escape, lint, mermaid
+from .env import render
 
 DIAGRAMS = ("system", "model", "data", "distributed")
 BLOCKS = (*DIAGRAMS, "model-table", "environment", "quickstart", "commands", "lint", "run", "results")
@@ -80,7 +81,7 @@ def block(
     direction: str | None = None,
 ) -> str:
     """One generated block, ready for a page or a README: every value escaped by its template, then
-    secrets and this machine's absolute paths removed (:func:`traindoc.redact.for_page`)."""
+    secrets and this machine's absolute paths removed (:func:`traindoc._util.redact.for_page`)."""
     text = _block(
         kind, facts, result=result, notice=notice, depth=depth, templates=templates, chart=chart, direction=direction
     )

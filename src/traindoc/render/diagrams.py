@@ -1,4 +1,4 @@
-"""Diagrams from facts: system, model, data, distributed (the run chart is :mod:`traindoc.charts`).
+"""Diagrams from facts: system, model, data, distributed (the run chart is :mod:`traindoc.render.charts`).
 
 Python decides structure (:mod:`.modelview`: folding runs, depth, which edges survive); the templates
 (``<kind>.mmd.j2``) decide presentation. The model diagram's default depth is the deepest whose
@@ -12,11 +12,11 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ..errors import DiagramError
+from ..facts import Facts, ModelFacts
 from . import mermaid
-from .errors import DiagramError
-from .facts import Facts, ModelFacts
+from .env import render
 from .modelview import ModelView, ViewNode, build_view, max_depth
-from .render import render
 
 Kind = Literal["system", "model", "data", "distributed"]
 KINDS: tuple[Kind, ...] = ("system", "model", "data", "distributed")

@@ -1,7 +1,7 @@
 """The Jinja2 environment: package templates, overridable by a project's ``templates/`` by file name.
 
 Templates hold presentation (labels, layout, wording); Python hands them plain data and a few
-filters. Every ``{{ ... }}`` goes through the escaping filter of its destination (:mod:`traindoc.escape`:
+filters. Every ``{{ ... }}`` goes through the escaping filter of its destination (:mod:`traindoc.render.escape`:
 ``md_text``/``md_cell``, ``md_code``, ``html``, ``mmd_label``, ``mmd_comment``, ``mmd_id``, ``fence``, ``sh``,
 ``txt``, ``num``) or a number formatter, so every template, including a user's override, is safe.
 Compiled templates are code, so they are kept only in memory and in a private per-user folder
@@ -21,7 +21,8 @@ from typing import Any
 import jinja2
 import jinja2.bccache
 
-from . import atomic, escape, mermaid
+from .._util import atomic
+from . import escape, mermaid
 
 PACKAGE_TEMPLATES = Path(__file__).parent / "templates"
 
@@ -92,7 +93,7 @@ class PrivateBytecodeCache(jinja2.BytecodeCache):
 def private_cache_dir() -> Path | None:
     """``$XDG_CACHE_HOME/traindoc-bytecode`` (default ``~/.cache/traindoc-bytecode``), created with mode
     700; None when it is not private to this user or lies inside the project's shared cache."""
-    from .cache import default_dir
+    from ..cache import default_dir
 
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     folder = Path(base) / "traindoc-bytecode"

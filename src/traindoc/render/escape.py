@@ -7,7 +7,7 @@ destination     function (Jinja filter)
 Markdown text   :func:`md_text` (``md_text``; ``md_cell`` for table cells is the same function)
 inline code     :func:`md_code` (``md_code``): a code span longer than any backtick run inside
 HTML            :func:`html` (``html``)
-Mermaid label   :func:`traindoc.mermaid.label` (``mmd_label``): quoted, entity codes
+Mermaid label   :func:`traindoc.render.mermaid.label` (``mmd_label``): quoted, entity codes
 Mermaid comment :func:`mmd_comment` (``mmd_comment``): one line, no ``%``/``{``/``}``
 Mermaid node id :func:`mmd_id` (``mmd_id``): checked ``[A-Za-z0-9_]+``; ``spaces``: indentation only
 code block      :func:`fence` (``fence``): a fence longer than any backtick run inside
@@ -97,7 +97,7 @@ def mmd_comment(value: Any) -> str:
 
 
 def mmd_id(value: Any) -> str:
-    """A Mermaid node id made by :func:`traindoc.mermaid.node_id`; anything else is a bug."""
+    """A Mermaid node id made by :func:`traindoc.render.mermaid.node_id`; anything else is a bug."""
     text = str(value)
     if not _ID_RE.fullmatch(text):
         raise ValueError(f"not a safe Mermaid node id: {text!r}")
@@ -130,7 +130,7 @@ def num(value: Any) -> str:
 
 
 class ShellLine(str):
-    """A shell line whose every word :func:`traindoc.commands.sh_join` quoted."""
+    """A shell line whose every word :func:`traindoc.render.commands.sh_join` quoted."""
 
 
 class Rendered(str):
@@ -147,7 +147,7 @@ def shell_line(value: Any) -> str:
 def rendered(value: Any) -> str:
     """Pass a :class:`Rendered` block through; anything else is refused (it was never escaped)."""
     if not isinstance(value, Rendered):
-        raise TypeError(f"rendered: expected the output of traindoc.render.render, got {type(value).__name__}")
+        raise TypeError(f"rendered: expected the output of traindoc.render.env.render, got {type(value).__name__}")
     return str(value)
 
 

@@ -6,10 +6,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from .facts import Facts
-from .records import Record
-from .redact import MASK
-from .render import render
+from .._util.redact import MASK
+from ..facts import Facts
+from ..records import Record
+from .env import render
 
 LARGE_DATASET = 10_000
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .facts import CallFact, ModuleFact
+from ..facts import CallFact, ModuleFact
 
 if TYPE_CHECKING:
     from .modelview import CallTree, Unit

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .facts import ModelFacts, ModuleFact
+from ..facts import ModelFacts, ModuleFact
 from .modellabels import INDEXED as _INDEXED
 
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ..facts import CallFact, ModelFacts, ModuleFact
 from . import mermaid
-from .facts import CallFact, ModelFacts, ModuleFact
 from .modellabels import INDEXED as _INDEXED
 from .modellabels import TITLE_CHARS, call_label, cluster_title, container_name, params_line, run_labels
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .render import render
-from .spec import Pipeline, describe_fields
+from ..spec.fields import describe_fields
+from ..spec.pipeline import Pipeline
+from .env import render
 
 
 def spec_reference() -> str:
@@ -27,8 +28,8 @@ def _wide(prog: str) -> argparse.HelpFormatter:
 
 
 def cli_reference() -> str:
-    from .cli import __doc__ as cli_doc
-    from .cli import build_parser
+    from ..cli import __doc__ as cli_doc
+    from ..cli import build_parser
 
     parser = build_parser()
     commands = []

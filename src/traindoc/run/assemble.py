@@ -1,7 +1,7 @@
-"""From a finished run folder to a :class:`~traindoc.results.RunResult`. No torch; reads only protocol files.
+"""From a finished run folder to a :class:`~traindoc.run.results.RunResult`. No torch; reads only protocol files.
 
 ``diagnose`` decides the status and the one-line reason from the typed records (the earliest
-primary :class:`~traindoc.protocol.RankFailure` is the root cause, as in torch elastic; a rank that
+primary :class:`~traindoc.run.protocol.RankFailure` is the root cause, as in torch elastic; a rank that
 started but left neither a failure nor a summary died without a word). ``log_tail`` picks what to
 show of a failed run, and ``assemble`` puts the result together.
 """
@@ -12,9 +12,9 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._util.redact import redact, redact_lines
+from ..facts import Facts
 from . import protocol, results
-from .facts import Facts
-from .redact import redact, redact_lines
 from .results import RunResult, Status
 
 

@@ -2,7 +2,7 @@
 
 A rank that never reaches a collective leaves its peers waiting in it. The peers fail with a timeout
 after the process-group timeout (their failure kind is ``peer_timeout``) while the hung rank reports
-nothing, so :func:`traindoc.assemble.diagnose` names the silent rank.
+nothing, so :func:`traindoc.run.assemble.diagnose` names the silent rank.
 The process-group timeout comes from the run's own hard timeout (half of it), so a hang is named by
 its peers while the run still has time to report it, and a run with a long budget is not cut short
 by a fixed 120 s limit on a slow barrier (a big checkpoint written by rank 0).

@@ -1,7 +1,7 @@
 """The run protocol: the only way a training process and the runner talk. Typed records; no torch.
 
 One writer, :class:`RunWriter`, is used by the child side (traindoc's own loop in
-:mod:`traindoc.train` and the bring-your-own-script API in :mod:`traindoc.script`); one set of
+:mod:`traindoc.train` and the bring-your-own-script API in :mod:`traindoc.train.script`); one set of
 readers, below, is used by the runner. The run folder holds:
 
 - ``steps.jsonl``: one :class:`StepRecord` per optimizer step and one :class:`EvalRecord` per
@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from .atomic import write_text
-from .errors import BatchError
-from .records import Record, RecordError
+from .._util.atomic import write_text
+from ..errors import BatchError
+from ..records import Record, RecordError
 
 _METRIC_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}\Z")
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .._util.redact import redact_lines
+from ..records import Record
 from .protocol import CheckpointRecord, EvalRecord, SkippedCheckpoint, StepRecord, read_steps
-from .records import Record
-from .redact import redact_lines
 
 Status = Literal["passed", "failed", "expectations_unmet", "timeout"]
 LEAK_MIN_BYTES = 32 << 20  # growth below this is never called a leak

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import RunFolderRefused, TimedOut
+from ..errors import RunFolderRefused, TimedOut
 
 MARKER = ".traindoc-run"
 SIGNATURE = "Signature: traindoc run folder v1"

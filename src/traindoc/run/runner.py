@@ -1,9 +1,9 @@
 """Run a pipeline's training in child processes and record the results. No torch in this process.
 
 ``lookup`` decides a cache hit from file hashes alone (no torch import, no user code). ``run``
-plans the processes with :mod:`traindoc.launch`, starts each in its own process group, follows
+plans the processes with :mod:`traindoc.run.launch`, starts each in its own process group, follows
 ``steps.jsonl`` for progress, enforces the hard timeout on every rank, then assembles a
-:class:`~traindoc.results.RunResult`, checks expectations, and caches only runs that passed.
+:class:`~traindoc.run.results.RunResult`, checks expectations, and caches only runs that passed.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from . import cache, hang, launch, policy, procs, protocol, runfolder, service
+from .. import cache
+from .._util import procs
+from .._util.atomic import locked, read_regular, write_text
+from ..errors import CacheCorrupt, Cancelled
+from ..facts import Facts, policy, service
+from . import hang, launch, protocol, runfolder
 from .assemble import Launched, assemble
-from .atomic import locked, read_regular, write_text
-from .errors import CacheCorrupt, Cancelled
-from .facts import Facts
 from .protocol import StepRecord
 from .results import RunResult
 
@@ -177,10 +179,10 @@ def _last_step(path: Path) -> StepRecord | None:
 def execute(
     launches: list[launch.Launch], run_dir: Path, timeout_s: float, progress: Progress
 ) -> tuple[list[int], bool]:
-    """Start every process guarded and tagged (:mod:`traindoc.procs`); kill them all on timeout or first failure.
+    """Start every process guarded and tagged (:mod:`traindoc._util.procs`); kill them all on timeout or first failure.
 
     ``timeout_s`` is cut to what is left of the run's deadline (introspection counts against it); the
-    process-group timeout of the ranks is derived from it (:func:`traindoc.hang.pg_timeout_s`).
+    process-group timeout of the ranks is derived from it (:func:`traindoc.run.hang.pg_timeout_s`).
     """
     timeout_s = procs.remaining(timeout_s)
     deadline = time.monotonic() + timeout_s
@@ -337,6 +339,6 @@ def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: Ru
 
 
 def summary(r: RunResult) -> str:
-    from .render import render
+    from ..render.env import render
 
     return render("run_summary.txt.j2", None, r=r).rstrip("\n")

@@ -18,12 +18,12 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import TYPE_CHECKING, Any
 
-from .errors import LoadError, Problem, SpecError, UserCodeError
+from ..errors import LoadError, Problem, SpecError, UserCodeError
 
 if TYPE_CHECKING:
     from pydantic import BaseModel, ValidationError
 
-    from .spec import Pipeline
+    from .pipeline import Pipeline
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def load(text: str | PipelineRef, base_dir: Path | None = None) -> tuple[Pipelin
 
 def pick(module: ModuleType, attr: str | None, file: Path) -> Pipeline:
     """Choose the pipeline in a module: the named attribute, or the only one."""
-    from .spec import Pipeline
+    from .pipeline import Pipeline
 
     if attr:
         value = module
@@ -167,7 +167,7 @@ def user_traceback(exc: BaseException) -> str:
 
 
 def _is_internal(filename: str) -> bool:
-    here = str(Path(__file__).parent)
+    here = str(Path(__file__).parents[1])  # the traindoc package, every subpackage
     return filename.startswith(here) or "importlib" in filename or filename.startswith("<frozen")
 
 
@@ -175,7 +175,7 @@ def _is_internal(filename: str) -> bool:
 
 
 def _paths(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, type[BaseModel]]]:
-    from .spec import _submodel
+    from .fields import _submodel
 
     for name, field in model.model_fields.items():
         sub = _submodel(field.annotation)
@@ -186,13 +186,13 @@ def _paths(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, type
 
 def _prefix_for(title: str) -> str:
     """Field path of a nested spec class inside Pipeline (e.g. 'Checkpoint' -> 'checkpoint.')."""
-    from .spec import Pipeline
+    from .pipeline import Pipeline
 
     if title == Pipeline.__name__:
         return ""
 
     def walk(model: type[BaseModel], prefix: str) -> str | None:
-        from .spec import _submodel
+        from .fields import _submodel
 
         for name, field in model.model_fields.items():
             sub = _submodel(field.annotation)
@@ -209,7 +209,8 @@ def _prefix_for(title: str) -> str:
 
 
 def _allowed(title: str, loc: tuple[Any, ...]) -> list[str]:
-    from .spec import Pipeline, _submodel
+    from .fields import _submodel
+    from .pipeline import Pipeline
 
     models = {Pipeline.__name__: Pipeline} | {n: m for n, m in _paths(Pipeline)}
     model: type[BaseModel] | None = models.get(title)

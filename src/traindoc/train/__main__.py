@@ -24,10 +24,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import checkpoint as ckpt
-from .. import policy, protocol, runfolder
-from ..loader import call, load, resolve, user_traceback
-from ..spec import Pipeline
+from ..facts import policy
+from ..run import protocol, runfolder
+from ..spec.loader import call, load, resolve, user_traceback
+from ..spec.pipeline import Pipeline
+from . import checkpoint as ckpt
 from .data import BatchSource, tensor_bytes, val_loader
 from .evaluate import Evaluate
 from .loop import Checkpoint, Parts, TimeBudget, fit, restore

@@ -29,7 +29,7 @@ from typing import IO, Any
 import torch
 from torch import nn
 
-from . import atomic
+from .._util import atomic
 
 _NAME = re.compile(r"^step_(\d{8})\.(pt|pth)$")
 _TEMP = re.compile(r"^\.step_\d{8}\.(pt|pth)(\.sha256\.json)?\..*\.tmp$")  # atomic.write_with's names

@@ -21,10 +21,10 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .. import checkpoint as ckpt
 from ..errors import BatchError
-from ..policy import Budget
-from ..protocol import CheckpointRecord
+from ..facts.policy import Budget
+from ..run.protocol import CheckpointRecord
+from . import checkpoint as ckpt
 from .data import BatchSource
 from .optim import Optimization, no_sync_unless
 from .session import Session

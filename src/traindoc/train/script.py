@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import NonFiniteLoss
-from .protocol import CHECKPOINTS, EvalRecord, RunWriter, StepRecord, metric_name
+from ..errors import NonFiniteLoss
+from ..run.protocol import CHECKPOINTS, EvalRecord, RunWriter, StepRecord, metric_name
 
 ENV_RUN_DIR = "TRAINDOC_RUN_DIR"
 ENV_MAX_STEPS = "TRAINDOC_MAX_STEPS"
