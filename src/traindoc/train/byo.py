@@ -41,7 +41,7 @@ def script_path(spec: Pipeline, file: Path) -> Path:
 
 
 def environment(spec: Pipeline, args: argparse.Namespace, started: float) -> dict[str, str]:
-    from .__main__ import budget_of
+    from .loop import budget_of
 
     budget = budget_of(spec, args)
     env = {
