@@ -192,7 +192,7 @@ def test_rewritten_files_keep_their_permission_bits(make_project: ProjectFactory
 
 
 def _load_templates(xdg: Path, cache_dir: Path) -> subprocess.CompletedProcess[str]:
-    code = "from traindoc import render\nfor n in ('inspect.txt.j2', 'lint.txt.j2'):\n    render.environment().get_template(n)\n"
+    code = "from traindoc.render import env as render\nfor n in ('inspect.txt.j2', 'lint.txt.j2'):\n    render.environment().get_template(n)\n"
     env = {**os.environ, "XDG_CACHE_HOME": str(xdg), "TRAINDOC_CACHE_DIR": str(cache_dir)}
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
 

@@ -271,7 +271,7 @@ def test_cache_hit_decision_does_not_import_torch(make_project: ProjectFactory) 
     assert runner.run("pipeline/tiny.py", opts(), root).ok
     code = (
         "import sys, time\n"
-        "from traindoc import runner\n"
+        "from traindoc.run import runner\n"
         "t = time.perf_counter()\n"
         "hit = runner.lookup('pipeline/tiny.py', runner.RunOptions(progress=False))\n"
         "assert hit is not None and hit.ok\n"
