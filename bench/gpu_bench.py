@@ -228,7 +228,7 @@ def mkdocs_build(project: Path, timeout: float = 400) -> dict[str, Any]:
     runner's launch plan (facts done), to the worker's step log (set-up done, first step next), to its
     first flushed window (``log_every`` steps), and to the end of the build."""
     # The copy has no .cache/mermaid of its own: it uses the repository's pinned build (as `make docs` does).
-    from traindoc.assets import mermaid_dir
+    from traindoc.export.assets import mermaid_dir
 
     mermaid = str(mermaid_dir(root=REPO))
     env = {**os.environ, "NO_MKDOCS_2_WARNING": "1", "TRAINDOC_MERMAID_DIR": mermaid}

@@ -43,7 +43,7 @@ DIAGRAM = """
 import json, sys, time
 sys.path.insert(0, 'tests')
 from zoo import facts_for
-from traindoc.diagrams import diagram
+from traindoc.render.diagrams import diagram
 out = {}
 for name in ('gpt2_xl', 'deep240'):
     f = facts_for(name)
@@ -95,7 +95,7 @@ print(json.dumps({'%(mode)s': run(%(resident)s)}))
 LOOKUP = """
 import json, sys, time
 t0 = time.perf_counter()
-from traindoc import runner
+from traindoc.run import runner
 t1 = time.perf_counter()
 hit = runner.lookup('pipeline/digits.py', runner.RunOptions(docs=True, progress=False))
 t2 = time.perf_counter()
@@ -140,8 +140,8 @@ def build_time(root: Path, runs: int = 3) -> float:
 
 def bench_site() -> dict[str, float]:
     """Warm rebuild with the plugin (everything cached) vs the same pages as plain Markdown."""
-    from traindoc import docsgen
-    from traindoc.docsgen import CachedProvider
+    from traindoc.pages import docsgen
+    from traindoc.pages.docsgen import CachedProvider
 
     with tempfile.TemporaryDirectory() as tmp:
         plugin_root = Path(tmp) / "with"

@@ -33,7 +33,7 @@ def update_golden(request: pytest.FixtureRequest) -> bool:
 
 def browser_or_skip() -> None:
     """Skip with the reason when no browser is available; under CI=true that is a failure instead."""
-    from traindoc.browser import availability
+    from traindoc.export.browser import availability
 
     reason = availability()
     if reason is None:
@@ -46,7 +46,7 @@ def browser_or_skip() -> None:
 @pytest.fixture
 def browser() -> object:
     browser_or_skip()
-    from traindoc.browser import chromium
+    from traindoc.export.browser import chromium
 
     with chromium() as b:
         yield b
@@ -55,7 +55,7 @@ def browser() -> object:
 @pytest.fixture(scope="session")
 def session_browser() -> object:
     browser_or_skip()
-    from traindoc.browser import chromium
+    from traindoc.export.browser import chromium
 
     with chromium() as b:
         yield b

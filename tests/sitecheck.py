@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from traindoc.browser import MEASURE_JS, MIN_TEXT_PX, OPEN_SHADOW_ROOTS, chromium
+from traindoc.export.browser import MEASURE_JS, MIN_TEXT_PX, OPEN_SHADOW_ROOTS, chromium
 
 COUNT_JS = """
 async () => {

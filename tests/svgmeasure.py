@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from traindoc.browser import new_page
+from traindoc.export.browser import new_page
 
 SLIDE = (1920, 1080)
 COLUMN = 700

@@ -18,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ProjectFactory
-from traindoc import redact, runfolder, service
+from traindoc._util import redact
 from traindoc.errors import RunFolderRefused, TimedOut
+from traindoc.facts import service
+from traindoc.run import runfolder
 
 # --- hang: a FIFO where a file is expected -----------------------------------------------------------
 # A CI cache restored from a tarball, or a run folder someone prepared, can hold a named pipe with the
@@ -52,7 +54,10 @@ _FIFO_PROBE = textwrap.dedent(
     """
     import json, os, sys
     from pathlib import Path
-    from traindoc import cache, checkpoint, procs, runner
+    from traindoc import cache
+    from traindoc._util import procs
+    from traindoc.run import runner
+    from traindoc.train import checkpoint
     from traindoc.errors import CacheCorrupt
 
     d = Path(sys.argv[1])
@@ -220,7 +225,7 @@ def test_a_secret_from_a_crlf_env_file_is_masked_when_printed_stripped() -> None
 
 # --- hang: the run holding a folder was stopped with Ctrl-Z ---------------------------------------------
 
-_HOLDER = "import sys, time\nfrom pathlib import Path\nfrom traindoc import runfolder\n" + (
+_HOLDER = "import sys, time\nfrom pathlib import Path\nfrom traindoc.run import runfolder\n" + (
     "with runfolder.claim(Path(sys.argv[1]), resume=False):\n    print('held', flush=True)\n    time.sleep(600)\n"
 )
 
@@ -247,7 +252,7 @@ def test_a_stopped_run_holding_the_folder_cannot_hang_the_next_one_past_its_time
         holder.wait()
 
 
-_LOCK_HOLDER = "import sys, time\nfrom pathlib import Path\nfrom traindoc.atomic import locked\n" + (
+_LOCK_HOLDER = "import sys, time\nfrom pathlib import Path\nfrom traindoc._util.atomic import locked\n" + (
     "with locked(Path(sys.argv[1])):\n    print('held', flush=True)\n    time.sleep(600)\n"
 )
 
@@ -298,8 +303,8 @@ def test_a_resumed_run_folder_loses_planted_fifos_before_anything_opens_them(tmp
 
 def test_mermaid_fetch_never_deletes_a_folder_it_did_not_fill(tmp_path: Path) -> None:
     """TRAINDOC_MERMAID_DIR=~ then `traindoc mermaid-fetch` must not wipe the home folder."""
-    from traindoc.assets import replace_build
     from traindoc.errors import BrowserUnavailable
+    from traindoc.export.assets import replace_build
 
     home = tmp_path / "home"
     home.mkdir()

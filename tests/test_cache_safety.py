@@ -15,8 +15,12 @@ from pathlib import Path
 import pytest
 
 from conftest import ProjectFactory, traindoc_cli
-from traindoc import cache, checkpoint, docsgen, runner, service
-from traindoc.runner import RunOptions
+from traindoc import cache
+from traindoc.facts import service
+from traindoc.pages import docsgen
+from traindoc.run import runner
+from traindoc.run.runner import RunOptions
+from traindoc.train import checkpoint
 
 
 def truncate(p: Path) -> None:
@@ -188,7 +192,7 @@ def test_rewritten_files_keep_their_permission_bits(make_project: ProjectFactory
 
 
 def _load_templates(xdg: Path, cache_dir: Path) -> subprocess.CompletedProcess[str]:
-    code = "from traindoc import render\nfor n in ('inspect.txt.j2', 'lint.txt.j2'):\n    render.environment().get_template(n)\n"
+    code = "from traindoc.render import env as render\nfor n in ('inspect.txt.j2', 'lint.txt.j2'):\n    render.environment().get_template(n)\n"
     env = {**os.environ, "XDG_CACHE_HOME": str(xdg), "TRAINDOC_CACHE_DIR": str(cache_dir)}
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False)
 

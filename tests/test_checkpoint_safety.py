@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from conftest import TINY_PIPELINE, ProjectFactory, free_port, traindoc_cli
-from traindoc import checkpoint, runner
-from traindoc.runner import RunOptions
+from traindoc.run import runner
+from traindoc.run.runner import RunOptions
+from traindoc.train import checkpoint
 
 
 class Planted:
@@ -192,10 +193,11 @@ def test_resume_skips_planted_and_damaged_checkpoints_and_reports_them(
     assert resumed.checkpoint_verified is True
     saved = json.loads((out / "results.json").read_text())
     assert {c["path"] for c in saved["checkpoints_skipped"]} == set(skipped)
-    from traindoc import content, service
+    from traindoc.facts import service
+    from traindoc.render import content
 
     page = content.block("run", service.facts_for("pipeline/tiny.py", root=root, in_process=True), result=resumed)
-    from traindoc.escape import md_cell
+    from traindoc.render.escape import md_cell
 
     reason = md_cell("not loadable as plain data (weights_only)")  # as Markdown writes it: escaped, same text
     assert f"| checkpoints skipped | `step_00000999.pt`: {reason}" in page

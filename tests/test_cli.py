@@ -96,7 +96,7 @@ def test_superfences_formatter_without_mkdocs() -> None:
     "bad", ["show: nope\npipeline: digits", "pipeline: digits\ncolour: red", "show: system", "- a list"]
 )
 def test_fence_errors(bad: str) -> None:
-    from traindoc.docsgen import FenceError, parse_options
+    from traindoc.pages.docsgen import FenceError, parse_options
 
     with pytest.raises(FenceError, match=r"^page.md\(3\): "):
         parse_options(bad, "page.md(3)")

@@ -11,11 +11,11 @@ import pytest
 import yaml
 
 from conftest import REPO, traindoc_cli
-from traindoc import commands, lint, service
-from traindoc.facts import Facts
-from traindoc.introspect import facts as compute_facts
-from traindoc.loader import load
-from traindoc.redact import redact
+from traindoc._util.redact import redact
+from traindoc.facts import Facts, service
+from traindoc.facts.introspect import facts as compute_facts
+from traindoc.render import commands, lint
+from traindoc.spec.loader import load
 
 
 @pytest.fixture(scope="module")

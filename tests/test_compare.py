@@ -170,7 +170,7 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.slow
 def test_compare_end_to_end(make_project: ProjectFactory, session_browser: object) -> None:
-    from traindoc.browser import render_many
+    from traindoc.export.browser import render_many
 
     root = _two_pipelines(make_project)
     p = _cli(root, "compare", "tiny", "wide", "--seeds", "3", "--docs", "--json", "--markdown", "cmp.md",

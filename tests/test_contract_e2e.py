@@ -231,7 +231,7 @@ def mods(root: Path) -> Any:
 
 
 def final_state(record: dict[str, Any]) -> dict[str, torch.Tensor]:
-    from traindoc import checkpoint
+    from traindoc.train import checkpoint
 
     found = checkpoint.newest_valid(Path(record["run_dir"]) / "checkpoints")
     assert found is not None, "the run left a checkpoint"
@@ -359,7 +359,7 @@ def test_samples_hook_text_reaches_the_record_and_the_run_page(tmp_path: Path) -
     assert record["status"] == "passed", (record["reason"], record["log_tail"])
     n = sum(p.numel() for p in mods(root).Net().parameters())
     assert record["samples"] == [f"{n} parameters", "a < b | c `code` *not bold*"]
-    from traindoc import docsgen
+    from traindoc.pages import docsgen
 
     page = docsgen.render_fence(
         docsgen.parse_options("pipeline: samples\nshow: run", "test"), docsgen.CachedProvider(root=root)

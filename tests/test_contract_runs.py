@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ProjectFactory, free_port
-from traindoc import runner
-from traindoc.content import block
-from traindoc.runner import RunOptions
+from traindoc.render.content import block
+from traindoc.run import runner
+from traindoc.run.runner import RunOptions
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,9 @@ import pytest
 import torch
 
 from conftest import ProjectFactory, free_port
-from traindoc import introspect, runner
-from traindoc.runner import RunOptions
+from traindoc.facts import introspect
+from traindoc.run import runner
+from traindoc.run.runner import RunOptions
 
 pytestmark = [
     pytest.mark.cuda,

@@ -12,13 +12,13 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traindoc import mermaid
-from traindoc.browser import render_many
-from traindoc.diagrams import KINDS, count, diagram, distributed_diagram, system_diagram
+from traindoc.export.browser import render_many
 from traindoc.facts import Facts
-from traindoc.introspect import build_on_meta
-from traindoc.introspect import facts as compute_facts
-from traindoc.loader import load
+from traindoc.facts.introspect import build_on_meta
+from traindoc.facts.introspect import facts as compute_facts
+from traindoc.render import mermaid
+from traindoc.render.diagrams import KINDS, count, diagram, distributed_diagram, system_diagram
+from traindoc.spec.loader import load
 from zoo import GPT2_XL_PARAMS, ZOO, facts_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -281,7 +281,7 @@ def test_cuda_facts_are_said_out_loud(monkeypatch: pytest.MonkeyPatch) -> None:
     """A GPU cannot exist here, so torch.cuda's answers are the one thing mocked."""
     from types import SimpleNamespace
 
-    from traindoc import introspect
+    from traindoc.facts import introspect
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)

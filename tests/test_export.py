@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, browser_or_skip, traindoc_cli
-from traindoc.export import png_size
+from traindoc.export.export import png_size
 
 pytestmark = pytest.mark.browser
 

@@ -207,7 +207,7 @@ def test_runner_wall_rate_counts_samples_over_step_time_after_warmup(tmp_path: P
 def test_the_cuda_tests_pipeline_is_a_valid_spec(make_project: ProjectFactory, amp: str | None) -> None:
     """The CUDA tests' pipeline cannot rot between GPU sessions: it loads and validates here."""
     import test_cuda
-    from traindoc.loader import load
+    from traindoc.spec.loader import load
 
     root = test_cuda.cuda_project(make_project, amp=amp)
     spec, _ = load(str(root / "pipeline" / "tiny.py"))

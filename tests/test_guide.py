@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from test_contract_e2e import GUIDE, guide_files
-from traindoc import content
-from traindoc.loader import load
+from traindoc.render import content
+from traindoc.spec.loader import load
 
 
 def _readme_sections() -> str:
@@ -26,7 +26,7 @@ def test_guide_lists_every_readme_section_kind_and_option() -> None:
     assert documented == {*content.BLOCKS, "compare"}  # what `traindoc readme` accepts, no more, no less
     for option in ("pipeline=", "depth=", "a=", "b=", "seeds=", "nproc="):
         assert f"`{option}" in text, option
-    from traindoc import readme  # the options the code reads
+    from traindoc.pages import readme  # the options the code reads
 
     code = Path(readme.__file__).read_text()
     assert set(re.findall(r'params(?:\.get\(|\[)"(\w+)"', code)) == {"pipeline", "depth", "a", "b", "seeds", "nproc"}

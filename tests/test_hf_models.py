@@ -102,7 +102,7 @@ def hf_project(root: Path) -> Path:
 
 def recomputed_val_loss(root: Path, run_dir: Path) -> float:
     """The final checkpoint's mean token loss on the whole validation set, computed here."""
-    from traindoc import checkpoint
+    from traindoc.train import checkpoint
 
     sys.path.insert(0, str(root / "pipeline"))
     for name in ("hf", "counting"):

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from traindoc import mermaid
-from traindoc.browser import render_many
+from traindoc.export.browser import render_many
+from traindoc.render import mermaid
 
 NASTY = [
     "NVIDIA GPU (如 A100/V100)",

@@ -13,11 +13,11 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from traindoc import diagrams, lint
 from traindoc.cli import main
 from traindoc.errors import DiagramError
 from traindoc.facts import CallFact, EdgeFact, Facts, ModelFacts, ModuleFact
-from traindoc.modelview import CallTree, build_view, fold_runs
+from traindoc.render import diagrams, lint
+from traindoc.render.modelview import CallTree, build_view, fold_runs
 from zoo import OUTSIDE, ZOO, facts_for, spec_for
 
 FEED_FORWARD = [n for n in ZOO if n != "mixtral"]  # every traced zoo model; none has a loop outside a leaf
@@ -238,7 +238,7 @@ def test_a_model_that_reads_values_while_building_is_never_built_for_real() -> N
 
 
 def test_past_the_budget_the_build_is_refused_with_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> None:
-    from traindoc.introspect import facts
+    from traindoc.facts.introspect import facts
 
     def needs_real_values() -> torch.nn.Module:
         big = torch.ones(1 << 20)  # on meta (too big for the small-tensor strategy) its sum cannot be read
@@ -280,7 +280,7 @@ def test_every_zoo_diagram_fits_a_slide_and_a_column_without_overlapping_labels(
 
 
 def test_editing_a_config_the_factory_reads_invalidates_the_facts(tmp_path: Path) -> None:
-    from traindoc import service
+    from traindoc.facts import service
 
     (tmp_path / "model_config.json").write_text('{"width": 8}')
     (tmp_path / "pipeline.py").write_text(
@@ -317,7 +317,7 @@ def test_editing_a_config_the_factory_reads_invalidates_the_facts(tmp_path: Path
 
 @pytest.mark.parametrize("name", [*OUTSIDE, "gpt_tied", "shared", "moe", "hybrid", "deep240"])
 def test_model_table_rows_add_up_and_fold_like_the_diagram(name: str) -> None:
-    from traindoc.modeltable import table_rows
+    from traindoc.render.modeltable import table_rows
 
     m = model(name)
     top = [r for r in table_rows(m, 1) if r.depth == 1]
@@ -380,7 +380,7 @@ def _spec(sample: object, data: object = _token_data) -> object:
 
 
 def test_a_sample_input_that_does_not_match_a_real_batch_is_reported() -> None:
-    from traindoc.introspect import facts
+    from traindoc.facts.introspect import facts
 
     f = facts(_spec({"shape": [1, 5], "dtype": "int64"}), Path(__file__))  # real samples: 6 tokens, ids to 19
     joined = " ".join(f.model.sample_mismatch)
@@ -391,7 +391,7 @@ def test_a_sample_input_that_does_not_match_a_real_batch_is_reported() -> None:
 
 
 def test_from_data_traces_with_the_real_shapes_and_dicts_call_with_keywords() -> None:
-    from traindoc.introspect import facts
+    from traindoc.facts.introspect import facts
 
     f = facts(_spec("from_data"), Path(__file__))
     assert f.model.traced and f.model.input_shape == "1×6" and f.model.output_shape == "1×6×3"
@@ -495,7 +495,7 @@ def _bert_classifier() -> torch.nn.Module:
 def test_a_forward_that_reads_tensor_values_is_traced_on_cpu_not_refused() -> None:
     """A Hugging Face attention mask is checked with ``mask.all()``: impossible on meta. The model is traced
     as a real CPU instance instead (within the build budget), with exact counts and every layer."""
-    from traindoc.introspect import facts
+    from traindoc.facts.introspect import facts
     from traindoc.spec import Pipeline
 
     ids = {"shape": [1, 12], "dtype": "int64"}

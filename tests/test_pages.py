@@ -100,8 +100,10 @@ def test_every_theme_renders_readable_diagrams_offline(
 
 def test_system_and_data_diagrams_fit_a_docs_column(digits_copy: Path, session_browser: object) -> None:
     """The example's diagrams, measured before they reach a page: ≥ 9 px text at 700 px, no overlaps."""
-    from traindoc import browser, diagrams, service
-    from traindoc.render import project_templates_dir
+    from traindoc.export import browser
+    from traindoc.facts import service
+    from traindoc.render import diagrams
+    from traindoc.render.env import project_templates_dir
 
     facts = service.facts_for("digits", root=digits_copy, cache_dir=digits_copy / ".cache")
     texts = {

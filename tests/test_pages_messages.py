@@ -13,9 +13,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import REPO, ProjectFactory, traindoc_cli
-from traindoc import charts, docsgen, export, lint
-from traindoc.docsgen import FenceError
 from traindoc.errors import ExportFormatError, LoadError, SpecError
+from traindoc.export import export
+from traindoc.pages import docsgen
+from traindoc.pages.docsgen import FenceError
+from traindoc.render import charts, lint
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -197,7 +199,8 @@ def test_fence_direction_is_checked() -> None:
 
 
 def test_unknown_pipeline_lists_the_names_in_pyproject(make_project: ProjectFactory) -> None:
-    from traindoc import readme, service
+    from traindoc.facts import service
+    from traindoc.pages import readme
 
     root = make_project()
     out = traindoc_cli(root, "inspect", "tinny")
@@ -222,8 +225,8 @@ def test_circular_import_keeps_pythons_hint(make_project: ProjectFactory) -> Non
 
 
 def test_missing_mermaid_says_traindoc_mermaid_fetch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from traindoc import assets
     from traindoc.errors import BrowserUnavailable
+    from traindoc.export import assets
 
     monkeypatch.setenv("TRAINDOC_MERMAID_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(BrowserUnavailable) as info:
@@ -243,7 +246,7 @@ FLOATING = ["pytorch/pytorch", "pytorch/pytorch:latest", "registry.local:5000/te
 
 
 def test_image_tag_rule_accepts_digit_tags_and_digests(make_project: ProjectFactory) -> None:
-    from traindoc import service
+    from traindoc.facts import service
     from traindoc.spec import Environment
 
     root = make_project()
@@ -297,7 +300,8 @@ def test_lint_rules_are_silenced_per_pipeline_with_a_reason(make_project: Projec
 def test_data_diagram_says_what_this_run_does_and_system_diagram_keeps_torch_out_of_the_image(
     make_project: ProjectFactory,
 ) -> None:
-    from traindoc import diagrams, service
+    from traindoc.facts import service
+    from traindoc.render import diagrams
 
     root = make_project()
     facts = service.facts_for("tiny", root=root, cache_dir=root / ".cache")
@@ -315,7 +319,7 @@ def test_data_diagram_says_what_this_run_does_and_system_diagram_keeps_torch_out
 
 
 def test_every_plugin_option_is_in_the_guide() -> None:
-    from traindoc.mkdocs_plugin import TraindocConfig
+    from traindoc.pages.mkdocs_plugin import TraindocConfig
 
     guide = (REPO / "docs" / "guide.md").read_text()
     table = guide.split("### Plugin options", 1)[1].split("\n## ", 1)[0]

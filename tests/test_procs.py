@@ -21,8 +21,10 @@ import pytest
 
 from conftest import REPO, ProjectFactory
 from test_plugin import make_site
-from traindoc import guard, hang, procs
+from traindoc import guard
+from traindoc._util import procs
 from traindoc.errors import LeftoverProcesses
+from traindoc.run import hang
 
 pytestmark = pytest.mark.slow
 

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import REPO, only_digits, traindoc_cli
-from traindoc import sections
 from traindoc.errors import MarkerError
-from traindoc.readme import update_file
+from traindoc.pages import sections
+from traindoc.pages.readme import update_file
 
 KINDS = {"system", "model"}
 LINE = st.text(

@@ -11,8 +11,8 @@ import pytest
 from traindoc import cache
 from traindoc.errors import CacheCorrupt
 from traindoc.facts import Facts
-from traindoc.protocol import EvalRecord, StepRecord
-from traindoc.results import StepSummary, check_expectations, measured_metrics, memory_trend, read_steps
+from traindoc.run.protocol import EvalRecord, StepRecord
+from traindoc.run.results import StepSummary, check_expectations, measured_metrics, memory_trend, read_steps
 
 
 def _measured(acc: float | None, first: float | None, final: float | None) -> dict[str, float]:
@@ -68,8 +68,8 @@ def test_step_log_tolerates_a_torn_line_and_resumed_duplicates(tmp_path: Path) -
 
 def test_cache_entries_detect_tampering_and_round_trip(tmp_path: Path) -> None:
     from conftest import REPO
-    from traindoc.introspect import facts as compute
-    from traindoc.loader import load
+    from traindoc.facts.introspect import facts as compute
+    from traindoc.spec.loader import load
 
     spec, file = load(str(REPO / "pipeline" / "digits.py"))
     f = compute(spec, file, REPO)
@@ -93,7 +93,7 @@ def test_explain_says_what_changed() -> None:
 
 def test_records_check_shape_and_types_on_the_way_in() -> None:
     from traindoc.records import RecordError
-    from traindoc.results import Expectation
+    from traindoc.run.results import Expectation
 
     good = {"name": "x", "threshold": 1, "measured": None, "passed": True, "text": "t"}
     e = Expectation.model_validate(good)
@@ -111,8 +111,9 @@ def test_records_check_shape_and_types_on_the_way_in() -> None:
 
 def test_loss_figures_are_labelled_as_window_means() -> None:
     """`run` and the run page print first/last *window* means, not the first and last raw losses."""
-    from traindoc import content, runner
-    from traindoc.results import DeviceRecord, RunResult, summarise_steps
+    from traindoc.render import content
+    from traindoc.run import runner
+    from traindoc.run.results import DeviceRecord, RunResult, summarise_steps
 
     losses = [3.0 * 0.7**i for i in range(16)]
     s = summarise_steps([StepRecord(step=i + 1, epoch=0, loss=v) for i, v in enumerate(losses)], log_every=4)

@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import ProjectFactory, traindoc_cli
-from traindoc import runfolder
 from traindoc.errors import RunFolderRefused
+from traindoc.run import runfolder
 
 
 def tree(folder: Path) -> dict[str, tuple[str, bytes | None, int]]:
@@ -251,7 +251,7 @@ def test_two_concurrent_runs_on_one_out_folder_take_turns(make_project: ProjectF
     assert len(waited) == 1, outs
     import json
 
-    from traindoc.results import read_steps
+    from traindoc.run.results import read_steps
 
     steps, _ = read_steps(root / "runs" / "a" / "steps.jsonl")
     raw = [json.loads(x) for x in (root / "runs" / "a" / "steps.jsonl").read_text().splitlines()]

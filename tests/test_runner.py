@@ -14,8 +14,11 @@ import pytest
 import torch
 
 from conftest import REPO, ProjectFactory, traindoc_cli
-from traindoc import checkpoint, errors, launch, runner, service
-from traindoc.runner import RunOptions
+from traindoc import errors
+from traindoc.facts import service
+from traindoc.run import launch, runner
+from traindoc.run.runner import RunOptions
+from traindoc.train import checkpoint
 
 pytestmark = pytest.mark.slow
 
@@ -269,7 +272,7 @@ def test_cache_hit_decision_does_not_import_torch(make_project: ProjectFactory) 
     assert runner.run("pipeline/tiny.py", opts(), root).ok
     code = (
         "import sys, time\n"
-        "from traindoc import runner\n"
+        "from traindoc.run import runner\n"
         "t = time.perf_counter()\n"
         "hit = runner.lookup('pipeline/tiny.py', runner.RunOptions(progress=False))\n"
         "assert hit is not None and hit.ok\n"

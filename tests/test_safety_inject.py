@@ -23,7 +23,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from conftest import REPO, TINY_MODULES, free_port, traindoc_cli
-from traindoc import escape, mermaid, redact, spec
+from traindoc import spec
+from traindoc._util import redact
+from traindoc.render import escape, mermaid
 
 TEMPLATE_FILES = sorted((REPO / "src" / "traindoc" / "templates").glob("*.j2")) + sorted(
     (REPO / "templates").glob("*.j2")
@@ -154,9 +156,9 @@ def test_a_mermaid_label_or_comment_never_leaves_its_line_or_forms_a_directive(v
 def test_shell_lines_run_in_a_real_shell_as_one_argument(tmp_path: Path) -> None:
     """The quick start's ``traindoc run`` and the docker line, pasted into ``sh -c``: the hostile path
     arrives as one argv element and nothing else runs."""
-    from traindoc import commands, content
-    from traindoc.introspect import facts as compute
-    from traindoc.loader import load
+    from traindoc.facts.introspect import facts as compute
+    from traindoc.render import commands, content
+    from traindoc.spec.loader import load
 
     hostile = 'my pipe\'line $(touch pwned); `touch pwned2` "q" ${HOME}.py'
     root = tmp_path / "proj"
@@ -587,7 +589,7 @@ def test_no_script_from_hostile_text_runs_in_the_built_site(
 ) -> None:
     browser = session_browser  # one Playwright per test session: a second sync instance cannot start beside it
     from sitecheck import COUNT_JS, serve
-    from traindoc.browser import OPEN_SHADOW_ROOTS
+    from traindoc.export.browser import OPEN_SHADOW_ROOTS
 
     root = hostile["root"]
     assert isinstance(root, Path)

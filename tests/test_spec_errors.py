@@ -134,6 +134,7 @@ def test_user_import_error_shows_user_traceback(tmp_path: Path, capsys: pytest.C
     assert "RuntimeError: from the user module" in err
     assert "helper.py" in err and "line 2, in boom" in err
     assert "traindoc/loader.py" not in err and "importlib" not in err  # only the user's frames
+    assert "traindoc/spec/loader.py" not in err  # the loader lives in spec/ now
 
 
 def test_factory_string_that_does_not_import(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -180,7 +181,7 @@ def test_property_nonpositive_batch_sizes_always_rejected(size: int) -> None:
     spec = {**GOOD, "data": {**GOOD["data"], "batch_size": size}}
     from pydantic import ValidationError
 
-    from traindoc.loader import spec_error
+    from traindoc.spec.loader import spec_error
 
     with pytest.raises(ValidationError) as info:
         Pipeline(**spec)

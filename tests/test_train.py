@@ -17,8 +17,9 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from traindoc import policy, protocol
 from traindoc.errors import BatchError, NonFiniteLoss
+from traindoc.facts import policy
+from traindoc.run import protocol
 from traindoc.train.data import BatchSource, batches, epoch_order
 from traindoc.train.evaluate import Evaluate, finish
 from traindoc.train.loop import Checkpoint, Parts, TimeBudget, fit
@@ -295,8 +296,8 @@ def test_facts_steps_per_epoch_is_what_the_worker_runs(
     make_project: Any, data: dict[str, Any], accumulate: int
 ) -> None:
     """Item 3 of issue 15: the docs' steps per epoch and the run's come from one policy."""
-    from traindoc.introspect import data_facts, device_facts
-    from traindoc.loader import load
+    from traindoc.facts.introspect import data_facts, device_facts
+    from traindoc.spec.loader import load
     from traindoc.train.__main__ import build_source
 
     root = make_project()
@@ -407,7 +408,7 @@ def _failure(rank: int, kind: Any, ts: float) -> protocol.RankFailure:
 
 
 def test_diagnosis_earliest_primary_failure_is_the_root_cause() -> None:
-    from traindoc.assemble import Launched, diagnose
+    from traindoc.run.assemble import Launched, diagnose
 
     launched = Launched([1], False, 60, 1.0, "t", 2, 1, 2, "gloo", False, None, None)
     both = [_failure(0, "user_code", 2.0), _failure(1, "user_code", 1.0)]
@@ -442,7 +443,7 @@ def test_failure_kinds() -> None:
 
 
 def test_expectations_on_any_metric_and_never_recorded_ones() -> None:
-    from traindoc.results import check_expectations
+    from traindoc.run.results import check_expectations
 
     expect = {"min_val_accuracy": None, "bounds": {"val_loss": {"max": 2.0, "min": None}, "val_bleu": {"min": 0.3}}}
     out = check_expectations(expect, {"val_loss": 1.5})
@@ -480,7 +481,7 @@ def test_script_api_imports_no_torch_and_works_without_traindoc(tmp_path: Path) 
 
 
 def test_script_run_writes_the_protocol_and_stops_at_the_budget(tmp_path: Path) -> None:
-    from traindoc.script import ScriptRun
+    from traindoc.train.script import ScriptRun
 
     run = ScriptRun({"TRAINDOC_RUN_DIR": str(tmp_path), "TRAINDOC_MAX_STEPS": "3", "TRAINDOC_LOG_FILE": "t.log"})
     stops = []

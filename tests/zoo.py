@@ -492,7 +492,7 @@ def spec_for(name: str) -> Any:
 @cache
 def facts_for(name: str) -> Any:
     """Facts for a zoo model through the real spec and introspection (once per test session: facts are frozen)."""
-    from traindoc.introspect import facts
+    from traindoc.facts.introspect import facts
 
     return facts(spec_for(name), Path(__file__))
 

@@ -3,7 +3,7 @@
 The core works without MkDocs: spec -> facts -> templates -> Markdown/Mermaid, and a runner whose
 results record the templates read too. Importing this package never imports torch.
 
-A training script of your own reports to traindoc with three calls (see :mod:`traindoc.script`):
+A training script of your own reports to traindoc with three calls (see :mod:`traindoc.train.script`):
 ``traindoc.log(step=..., loss=..., **metrics)``, ``traindoc.checkpoint_dir()`` and
 ``traindoc.should_stop()`` (and ``traindoc.seed(default)`` for comparisons over seeds).
 """
@@ -25,14 +25,14 @@ def log(step: int, loss: float | None = None, **metrics: Any) -> None:
     are recorded with the step. ``epoch=``, ``lr=`` and ``samples=`` (samples in this step, all ranks)
     fill the step record's own fields.
     """
-    from .script import current
+    from .train.script import current
 
     current().log(step, loss, dict(metrics))
 
 
 def checkpoint_dir() -> Path:
     """The folder to save checkpoints in (created); the run report lists the files left in it."""
-    from .script import current
+    from .train.script import current
 
     return current().checkpoint_dir()
 
@@ -42,7 +42,7 @@ def should_stop() -> bool:
 
     Under torchrun every rank must call it at the same point: the ranks agree (one all-reduce).
     """
-    from .script import current
+    from .train.script import current
 
     return current().should_stop()
 
@@ -51,7 +51,7 @@ def seed(default: int = 0) -> int:
     """The seed to use: the one ``traindoc compare`` runs this script with, else ``default``."""
     import os
 
-    from .script import ENV_SEED
+    from .train.script import ENV_SEED
 
     value = os.environ.get(ENV_SEED, "")
     return int(value) if value.strip().lstrip("-").isdigit() else default

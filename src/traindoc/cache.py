@@ -24,7 +24,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from . import __version__, atomic
+from . import __version__
+from ._util import atomic
 from .errors import CacheCorrupt
 
 DEFAULT_DIR = Path(".cache") / "traindoc"
@@ -150,13 +151,22 @@ def device_kind() -> str:
     return f"cuda:{count}" if count else "cpu"
 
 
-@lru_cache(maxsize=1)
-def own_source_digest() -> str:
-    """traindoc's own code, hashed once per process (code already imported cannot change under us)."""
+OWN_SOURCE_PATTERNS = ("*.py", "*.j2")  # every module of every subpackage, and the package's templates
+
+
+@lru_cache(maxsize=4)
+def own_source_digest(root: Path | None = None) -> str:
+    """traindoc's own code and templates, hashed once per process (code already imported cannot change
+    under us). Every file under the package (``root``, by default traindoc's own folder) matching
+    :data:`OWN_SOURCE_PATTERNS`, in subpackages too, sorted by relative path; the relative path is
+    hashed with the content, so a moved file changes the digest as well."""
+    base = root or _OWN_PACKAGE
+    files = {f.relative_to(base).as_posix(): f for pattern in OWN_SOURCE_PATTERNS for f in base.rglob(pattern)}
     h = hashlib.sha256()
-    for file in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(file.name.encode())
-        h.update(file.read_bytes())
+    for rel in sorted(files):
+        data = files[rel].read_bytes()
+        h.update(rel.encode() + b"\0" + len(data).to_bytes(8, "big"))
+        h.update(data)
     return h.hexdigest()[:16]
 
 
@@ -173,7 +183,7 @@ class Fingerprint:
 def fingerprint(
     entry: Path, project_root: Path, options: dict[str, Any] | None = None, reads: dict[str, str] | None = None
 ) -> Fingerprint:
-    """``reads``: what introspection was seen to read (:mod:`traindoc.readset`), as it is now."""
+    """``reads``: what introspection was seen to read (:mod:`traindoc.facts.readset`), as it is now."""
     inputs: dict[str, str] = dict(reads or {})
     root = project_root.resolve()
     for file in local_sources(entry, root):

@@ -7,7 +7,7 @@ before that request was armed, then execs the program. No ``preexec_fn``: that i
 threaded parent (``mkdocs serve``), and torchrun, which starts the ranks, has no such hook.
 
 The check walks the parent chain up to the supervisor named in ``TRAINDOC_SUPERVISOR``
-(``pid:start-time``, written by :mod:`traindoc.procs`). Every process on that chain was started
+(``pid:start-time``, written by :mod:`traindoc._util.procs`). Every process on that chain was started
 through this wrapper, so once the chain is intact the kernel takes care of the rest: when the
 supervisor dies, each link is killed by the death of the one above it.
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ..facts import Facts
-from ..results import RunResult
+from ..run.results import RunResult
 from .run import Comparison, compare
 
 DEFAULT_SEEDS = 3
@@ -38,7 +38,8 @@ def compare_pipelines(
     nproc: int | None = None,
 ) -> Comparison:
     """Run both pipelines over the same seeds (cached runs are reused) and compare them."""
-    from .. import runner, service
+    from ..facts import service
+    from ..run import runner
 
     def run_one(ref: str, seed: int | None) -> RunResult:
         opts = runner.RunOptions(docs=docs, seed=seed, cache_dir=cache_dir, progress=progress, nproc=nproc)
@@ -62,7 +63,8 @@ def cached_comparison(
 ) -> Comparison | None:
     """The comparison from cached docs-budget runs only (README sections never train); None when a
     seed's run is missing (run ``traindoc compare A B --docs`` first)."""
-    from .. import runner, service
+    from ..facts import service
+    from ..run import runner
 
     missing: list[str] = []
 

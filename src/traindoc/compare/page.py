@@ -2,7 +2,7 @@
 
 ``block`` renders a :class:`~.run.Comparison` through ``compare.md.j2``; ``diagram`` is the model
 diff as Mermaid (``compare_model.mmd.j2``); ``chart`` overlays every seed's loss curve of both
-sides with each side's mean, drawn by :mod:`traindoc.charts`.
+sides with each side's mean, drawn by :mod:`traindoc.render.charts`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
-from .. import charts, escape
-from ..redact import for_page
-from ..render import render
-from ..results import RunResult
+from .._util.redact import for_page
+from ..render import charts, escape
+from ..render.env import render
+from ..run.results import RunResult
 from .run import Comparison, Side
 from .view import diff_tree, walk
 

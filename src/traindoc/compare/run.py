@@ -1,6 +1,6 @@
 """Run two pipelines over the same seeds and compare them: the data a comparison page is drawn from.
 
-No torch in this process: each seed is an ordinary cached ``traindoc run`` (:func:`traindoc.runner.run`)
+No torch in this process: each seed is an ordinary cached ``traindoc run`` (:func:`traindoc.run.runner.run`)
 with the seed overridden, so a rebuild reuses every run whose inputs did not change. Seeds run side by
 side where the machine has cores to spare. The verdict per metric comes from :mod:`.stats`; the
 model diff from :mod:`.diff`; expectations on the comparison (``expect_compare``) make it a test.
@@ -16,7 +16,7 @@ from typing import Any
 
 from ..errors import CompareError
 from ..facts import Facts
-from ..results import Expectation, RunResult
+from ..run.results import Expectation, RunResult
 from .diff import ModelDiff, diff_models
 from .stats import Difference, compare_metric
 

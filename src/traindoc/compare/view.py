@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..facts import ModelFacts, ModuleFact
-from ..mermaid import node_id
-from ..render import human
+from ..render.env import human
+from ..render.mermaid import node_id
 from .diff import ModelDiff, ModuleChange
 
 DEPTH = 3

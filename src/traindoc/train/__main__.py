@@ -24,13 +24,14 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import checkpoint as ckpt
-from .. import policy, protocol, runfolder
-from ..loader import call, load, resolve, user_traceback
-from ..spec import Pipeline
+from ..facts import policy
+from ..run import protocol, runfolder
+from ..spec.loader import call, load, resolve, user_traceback
+from ..spec.pipeline import Pipeline
+from . import checkpoint as ckpt
 from .data import BatchSource, tensor_bytes, val_loader
 from .evaluate import Evaluate
-from .loop import Checkpoint, Parts, TimeBudget, fit, restore
+from .loop import Checkpoint, Parts, TimeBudget, budget_of, fit, restore
 from .optim import Optimization
 from .session import RankContext, Session, Terminated, close_output, failure_of, redirect_output
 from .step import supervised, supervised_eval, user_step
@@ -57,18 +58,6 @@ def seed_everything(seed: int) -> None:
         np.random.seed(seed)
     except ImportError:  # pragma: no cover
         pass
-
-
-def budget_of(spec: Pipeline, args: argparse.Namespace) -> policy.Budget:
-    t = spec.training
-    return policy.budget(
-        docs=args.docs,
-        max_steps=t.max_steps,
-        docs_max_steps=t.docs_run.max_steps,
-        docs_max_seconds=t.docs_run.max_seconds,
-        override_steps=args.max_steps,
-        override_seconds=args.max_seconds,
-    )
 
 
 def build_source(spec: Pipeline, file: Path, ctx: RankContext, seed: int) -> BatchSource:

@@ -1,10 +1,10 @@
 """Bring your own script: run the user's ``train.py`` in this process, as ``python train.py`` would.
 
 The script gets the run folder and the budget through the environment (read by
-:mod:`traindoc.script`, so ``traindoc.log``/``checkpoint_dir``/``should_stop`` work, in child
+:mod:`traindoc.train.script`, so ``traindoc.log``/``checkpoint_dir``/``should_stop`` work, in child
 processes too). Its output goes through the same redacting pump, an exception becomes the same
-:class:`~traindoc.protocol.RankFailure`, and at a clean end rank 0 writes the same
-:class:`~traindoc.protocol.WorkerSummary` as traindoc's own loop, listing the files left in the
+:class:`~traindoc.run.protocol.RankFailure`, and at a clean end rank 0 writes the same
+:class:`~traindoc.run.protocol.WorkerSummary` as traindoc's own loop, listing the files left in the
 checkpoint folder. Under torchrun each rank runs the script; it sets up ``torch.distributed`` itself.
 """
 
@@ -20,10 +20,11 @@ from pathlib import Path
 
 import torch
 
-from .. import protocol, script
 from ..errors import Problem, SpecError
-from ..loader import user_traceback
-from ..spec import Pipeline
+from ..run import protocol
+from ..spec.loader import user_traceback
+from ..spec.pipeline import Pipeline
+from . import script
 from .session import failure_of, resolve_device
 
 _DIGITS = re.compile(r"(\d+)(?!.*\d)")
@@ -40,7 +41,7 @@ def script_path(spec: Pipeline, file: Path) -> Path:
 
 
 def environment(spec: Pipeline, args: argparse.Namespace, started: float) -> dict[str, str]:
-    from .__main__ import budget_of
+    from .loop import budget_of
 
     budget = budget_of(spec, args)
     env = {

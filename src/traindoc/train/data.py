@@ -4,7 +4,7 @@
 order for that epoch); ``batches`` cuts it. A :class:`BatchSource` yields the epoch's batches on
 the device, either from a device-resident tensor dataset (no DataLoader, one index copy per epoch)
 or through a DataLoader with the spec's ``collate_fn``. Sharding and epoch length come from
-:mod:`traindoc.policy`, the same rules the docs are written from.
+:mod:`traindoc.facts.policy`, the same rules the docs are written from.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .. import policy
+from ..facts import policy
 from .step import to_device
 
 

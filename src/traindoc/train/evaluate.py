@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from ..protocol import metric_name
+from ..run.protocol import metric_name
 from .loop import Callback, Loop
 from .step import LM, EvalStep, to_device
 

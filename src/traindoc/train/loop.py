@@ -15,20 +15,26 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .. import checkpoint as ckpt
 from ..errors import BatchError
-from ..policy import Budget
-from ..protocol import CheckpointRecord
+from ..facts import policy
+from ..facts.policy import Budget
+from ..run.protocol import CheckpointRecord
+from . import checkpoint as ckpt
 from .data import BatchSource
 from .optim import Optimization, no_sync_unless
 from .session import Session
 from .step import TrainStep
+
+if TYPE_CHECKING:
+    import argparse
+
+    from ..spec.pipeline import Pipeline
 
 
 @dataclass
@@ -186,6 +192,19 @@ def _one_step(parts: Parts, batches: Any, group: int) -> tuple[Tensor, int, dict
     host_s += time.perf_counter() - t2
     assert total is not None
     return total, samples, metrics, data_s, host_s
+
+
+def budget_of(spec: Pipeline, args: argparse.Namespace) -> Budget:
+    """The budget this process trains with: the spec's limits, the docs budget, the command line's overrides."""
+    t = spec.training
+    return policy.budget(
+        docs=args.docs,
+        max_steps=t.max_steps,
+        docs_max_steps=t.docs_run.max_steps,
+        docs_max_seconds=t.docs_run.max_seconds,
+        override_steps=args.max_steps,
+        override_seconds=args.max_seconds,
+    )
 
 
 # --- callbacks ---------------------------------------------------------------------------------------

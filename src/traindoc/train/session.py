@@ -3,7 +3,7 @@
 :class:`RankContext` is the rank, world and device (``from_env`` reads torchrun's variables like
 nanoGPT). :class:`Session` buffers step results as tensors and writes them with one host sync per
 log window (raising :class:`~traindoc.errors.NonFiniteLoss` there), records evaluations, and turns
-an exception into a typed :class:`~traindoc.protocol.RankFailure`. ``redirect_output`` sends the
+an exception into a typed :class:`~traindoc.run.protocol.RankFailure`. ``redirect_output`` sends the
 process's stdout and stderr through a redacting pump into ``rank<N>.log``.
 """
 
@@ -24,11 +24,11 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .._util.redact import LineRedactor, redact
 from ..errors import BatchError, NonFiniteLoss, TraindocError, UserCodeError
-from ..hang import DEFAULT_PG_TIMEOUT_S, PG_TIMEOUT_ENV
-from ..loader import _is_internal
-from ..protocol import EvalRecord, FailureKind, RankFailure, RunWriter, StepRecord
-from ..redact import LineRedactor, redact
+from ..run.hang import DEFAULT_PG_TIMEOUT_S, PG_TIMEOUT_ENV
+from ..run.protocol import EvalRecord, FailureKind, RankFailure, RunWriter, StepRecord
+from ..spec.loader import _is_internal
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from torch.nn import functional as F
 from torch.utils._pytree import tree_flatten, tree_map
 
 from ..errors import BatchError
-from ..protocol import metric_name
+from ..run.protocol import metric_name
 
 
 @dataclass(frozen=True)

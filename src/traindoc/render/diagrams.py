@@ -1,0 +1,223 @@
+"""Diagrams from facts: system, model, data, distributed (the run chart is :mod:`traindoc.render.charts`).
+
+Python decides structure (:mod:`.modelview`: folding runs, depth, which edges survive); the templates
+(``<kind>.mmd.j2``) decide presentation. The model diagram's default depth is the deepest whose
+estimated size fits a slide and a docs column; any depth is lowered, then levels capped, until it fits
+Mermaid's default limits, and the notes say what was folded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import DiagramError
+from ..facts import Facts, ModelFacts
+from . import mermaid
+from .env import render
+from .modelview import ModelView, ViewNode, build_view, max_depth
+
+Kind = Literal["system", "model", "data", "distributed"]
+KINDS: tuple[Kind, ...] = ("system", "model", "data", "distributed")
+
+
+@dataclass(frozen=True)
+class Diagram:
+    kind: str
+    text: str
+    nodes: int  # node shapes Mermaid will draw (clusters not counted)
+    clusters: int
+    edges: int
+    notes: tuple[str, ...] = ()
+
+
+_NODE_RE = re.compile(r'(?<![\w"])([A-Za-z][\w]*)(\[\[|\[\(|\(\(|\[/|\[\\|\[|\(\[|\(|\{\{|\{|>)"')
+
+
+def count(text: str) -> tuple[int, int, int]:
+    """(nodes, clusters, edges) of a flowchart we emitted: every node is defined with a quoted label."""
+    nodes: set[str] = set()
+    clusters = 0
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("%%"):
+            continue
+        if stripped.startswith("subgraph "):
+            clusters += 1
+            continue
+        for m in _NODE_RE.finditer(re.sub(r'"[^"]*"', '""', stripped)):
+            nodes.add(m.group(1))
+    return len(nodes), clusters, mermaid.measure(text).edges
+
+
+def _diagram(kind: str, text: str, notes: tuple[str, ...] = ()) -> Diagram:
+    nodes, clusters, edges = count(text)
+    return Diagram(kind=kind, text=text, nodes=nodes, clusters=clusters, edges=edges, notes=notes)
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+SLIDE_PX = (1920, 1080)  # must fit at >= 0.5 scale
+COLUMN_PX = 700  # a docs column; text must stay >= MIN_TEXT_PX there
+FONT_PX, MIN_TEXT_PX = 16, 9
+MAX_WIDTH_PX = COLUMN_PX * FONT_PX // MIN_TEXT_PX  # 1244: wider renders shrink text below 9 px
+MAX_HEIGHT_PX = 2 * SLIDE_PX[1]
+RANK_PX, RANK_BOX_PX = 120, 220
+
+
+def estimate_px(view: ModelView) -> tuple[int, int]:
+    """A rough rendered size (width, height): ranks by longest path, boxes per rank (calibrated on the zoo
+    against Chromium; the slow tests measure the real thing)."""
+    rank: dict[str, int] = {i: 0 for i, _ in view.inputs}
+    for _ in range(len(view.edges) + 1):  # longest path in a DAG, relaxed until stable
+        changed = False
+        for s, d, _ in view.edges:
+            r = rank.setdefault(s, 0) + 1
+            if rank.get(d, -1) < r:
+                rank[d], changed = r, True
+        if not changed:
+            break
+    per_rank: dict[int, int] = {}
+    for r in rank.values():
+        per_rank[r] = per_rank.get(r, 0) + 1
+
+    def nesting(nodes: list[ViewNode]) -> int:
+        return max((1 + nesting(n.children) for n in nodes if n.subgraph), default=0)
+
+    ranks = max(rank.values(), default=0) + 1
+    return max(per_rank.values(), default=1) * RANK_BOX_PX, ranks * RANK_PX + nesting(view.nodes) * 40
+
+
+def _fits(view: ModelView) -> bool:
+    w, h = estimate_px(view)
+    return w <= MAX_WIDTH_PX and h <= MAX_HEIGHT_PX
+
+
+def _fitting(model: ModelFacts, depth: int | None, full: int) -> tuple[int, int | None]:
+    """Default: the deepest view that fits a slide and a column, else fewer boxes per level. An explicit
+    depth is kept; fewer boxes per level only when that makes it fit."""
+    if depth is None:
+        candidates: list[tuple[int, int | None]] = [(d, None) for d in range(full, 0, -1)]
+        candidates += [(1, c) for c in (30, 12, 6)]
+    else:
+        candidates = [(min(depth, full), c) for c in (None, 30, 12)]
+    for d, cap in candidates:
+        if _fits(build_view(model, d, cap)[0]):
+            return d, cap
+    return candidates[-1] if depth is None else candidates[0]
+
+
+def check_depth(depth: int | None) -> None:
+    if depth is not None and depth < 1:
+        raise DiagramError(f"--depth must be 1 or more (1 = the model's top-level blocks), got {depth}")
+
+
+def model_diagram(facts: Facts, depth: int | None = None, templates: str | None = None) -> Diagram:
+    """The call structure as a flowchart. Default depth: the deepest that fits a slide and a docs column;
+    an explicit depth is honoured unless Mermaid's own limits force it down (said in the notes)."""
+    check_depth(depth)
+    model = facts.model
+    if not model.traced:
+        untraced = render("model.mmd.j2", templates, view=None, facts=facts, notes=())
+        return _diagram("model", untraced, ("not traced: " + model.untraced_reason.splitlines()[0],))
+    full = max(1, max_depth(model))
+    chosen_depth, chosen_cap = _fitting(model, depth, full)
+    attempts = [(d, chosen_cap) for d in range(chosen_depth, 0, -1)]  # then Mermaid's own limits
+    attempts += [(1, c) for c in (60, 30, 12, 6) if chosen_cap is None or c < chosen_cap]
+    text: str = ""
+    notes: tuple[str, ...] = ()
+    for d, cap in attempts:
+        view, folded = build_view(model, d, cap)
+        notes_list = list(folded)
+        if d < chosen_depth:
+            notes_list.append(f"depth limited to {d} of {full} to stay within Mermaid's limits")
+        elif d < full:
+            notes_list.append(f"depth {d} of {full}")
+        if cap is not None:
+            notes_list.append(f"at most {cap} boxes per level")
+        if not _fits(view):
+            notes_list.append("larger than a slide at half scale at this depth (the default depth fits)")
+        notes = tuple(notes_list)
+        text = render("model.mmd.j2", templates, view=view, facts=facts, notes=notes)
+        if mermaid.measure(text).within_budget:
+            break
+    return _diagram("model", text, notes)
+
+
+# --- the others ------------------------------------------------------------------------------------
+
+
+def _node_label_parts(facts: Facts) -> dict[str, Any]:
+    d = facts.distributed
+    gpu_names = sorted({g.name for g in facts.devices.gpus})
+    return {
+        "gpu_name": gpu_names[0] if gpu_names else ("CUDA GPU" if facts.devices.requested != "cpu" else ""),
+        "uses_gpu": facts.devices.requested != "cpu",
+        "gpu_count": d.nproc_per_node if facts.devices.requested != "cpu" else 0,
+        "ran_on_gpu": facts.devices.resolved == "cuda",  # the machine that built these docs
+    }
+
+
+Direction = Literal["auto", "TB", "LR"]
+DIRECTIONS: tuple[Direction, ...] = ("auto", "TB", "LR")
+
+
+def flow_direction(direction: str | None) -> str:
+    """Mermaid's flowchart direction. ``auto`` is top-down: a docs column is ~700 px wide, and the
+    left-to-right system and data diagrams were ~2,400 px wide (text shrank to ~5 px); ``LR`` suits slides."""
+    if direction in (None, "auto"):
+        return "TB"
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; allowed: {', '.join(DIRECTIONS)}")
+    return str(direction)
+
+
+def system_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
+    parts = _node_label_parts(facts)
+    return _diagram(
+        "system", render("system.mmd.j2", templates, facts=facts, direction=flow_direction(direction), **parts)
+    )
+
+
+def data_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
+    parts = _node_label_parts(facts)
+    return _diagram("data", render("data.mmd.j2", templates, facts=facts, direction=flow_direction(direction), **parts))
+
+
+FOLD_NODES_ABOVE = 4
+
+
+def distributed_diagram(facts: Facts, templates: str | None = None, direction: str | None = None) -> Diagram:
+    d = facts.distributed
+    if d.nnodes > FOLD_NODES_ABOVE:
+        shown = [0, 1, d.nnodes - 1]
+        hidden = d.nnodes - len(shown)
+    else:
+        shown, hidden = list(range(d.nnodes)), 0
+    nodes = [
+        {"rank": n, "first_rank": n * d.nproc_per_node, "last_rank": (n + 1) * d.nproc_per_node - 1} for n in shown
+    ]
+    text = render(
+        "distributed.mmd.j2",
+        templates,
+        facts=facts,
+        nodes=nodes,
+        hidden=hidden,
+        direction=flow_direction(direction),
+        **_node_label_parts(facts),
+    )
+    return _diagram("distributed", text)
+
+
+def diagram(
+    facts: Facts, kind: str, depth: int | None = None, templates: str | None = None, direction: str | None = None
+) -> Diagram:
+    """One diagram; ``direction`` (auto, TB, LR) applies to system, data and distributed."""
+    check_depth(depth)
+    if kind == "model":
+        return model_diagram(facts, depth, templates)
+    builders = {"system": system_diagram, "data": data_diagram, "distributed": distributed_diagram}
+    if kind not in builders:
+        raise DiagramError(f"unknown diagram kind {kind!r}; allowed: {', '.join(KINDS)}")
+    return builders[kind](facts, templates, direction)

@@ -1,0 +1,411 @@
+"""From a model's traced calls to what the model diagram draws (pure; no torch).
+
+The view is the *call* tree: the children of a call are the calls made inside it, in order (a module
+called three times is three calls). At each level, :func:`fold_runs` groups calls into units:
+
+- a sequential run of identical blocks (block i feeds block i+1): ``Block × N``; a shared module
+  called N times in a row: ``Layer × N calls``;
+- a repeating pattern of different blocks (hybrid stacks): ``[A → B] × N``;
+- identical siblings of one container that do not feed each other (experts): ``Expert × E parallel``;
+- anything else stays one unit, so parallel siblings (q, k, v) are drawn side by side.
+
+A unit at a level below ``depth`` is opened: a group shows its calls, a folded run shows one
+representative member's inside, marked ``× N``; the other members' calls are routed onto the
+representative's, and edges from one member to the next (the recurrence) are left out.
+:func:`cap_level` replaces the tail of a crowded level with one "more" box; :func:`route_edges`
+maps every traced edge onto the boxes drawn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..facts import CallFact, ModelFacts, ModuleFact
+from . import mermaid
+from .modellabels import INDEXED as _INDEXED
+from .modellabels import TITLE_CHARS, call_label, cluster_title, container_name, params_line, run_labels
+
+MAX_PERIOD = 4
+
+
+@dataclass
+class Unit:
+    kind: Literal["single", "run", "parallel"]
+    members: list[list[CallFact]]  # single: [[c]]; run: N members of `period` calls; parallel: [[c], ...]
+
+    @property
+    def first(self) -> CallFact:
+        return self.members[0][0]
+
+    @property
+    def calls(self) -> list[CallFact]:
+        return [c for m in self.members for c in m]
+
+
+@dataclass
+class ViewNode:
+    """One thing drawn: a box (``leaf``/``op``/``folded``/``parallel``/``more``) or a subgraph
+    (``group``, or an opened ``folded`` run whose ``children`` show one representative member)."""
+
+    id: str
+    kind: Literal["leaf", "op", "group", "folded", "parallel", "more"]
+    title: str
+    detail: str = ""
+    children: list[ViewNode] = field(default_factory=list)
+    opened: bool = False
+
+    @property
+    def subgraph(self) -> bool:
+        return self.kind == "group" or (self.kind == "folded" and self.opened)
+
+
+@dataclass(frozen=True)
+class ModelView:
+    root_class: str
+    nodes: list[ViewNode]
+    edges: list[tuple[str, str, str]]
+    inputs: list[tuple[str, str]]  # (node id, label)
+    output_id: str
+    output_shape: str
+    total_params: int
+    notes: tuple[str, ...]
+    quiet: frozenset[tuple[str, str]] = frozenset()  # edges drawn without a label (their shape is on the source)
+
+
+class CallTree:
+    """Children of each call, each call's subtree, module facts by name."""
+
+    def __init__(self, model: ModelFacts) -> None:
+        self.calls = {c.id: c for c in model.calls}
+        self.kids: dict[str | None, list[CallFact]] = {}
+        for c in model.calls:
+            self.kids.setdefault(c.parent, []).append(c)
+        self.modules = {m.name: m for m in model.modules}
+        self.edges = model.edges
+        self._sub: dict[str, list[str]] = {}
+
+    def subtree(self, cid: str) -> list[str]:
+        if cid not in self._sub:
+            out = [cid]
+            for k in self.kids.get(cid, []):
+                out += self.subtree(k.id)
+            self._sub[cid] = out
+        return self._sub[cid]
+
+    def module(self, c: CallFact) -> ModuleFact | None:
+        return self.modules.get(c.module) if not c.op else None
+
+    def signature(self, c: CallFact) -> str:
+        m = self.module(c)
+        return f"op:{c.op}" if m is None else m.signature
+
+    def links(self, items: list[CallFact]) -> set[tuple[int, int]]:
+        """(i, j): some call inside item i feeds some call inside item j."""
+        where = {cid: i for i, c in enumerate(items) for cid in self.subtree(c.id)}
+        return {
+            (where[e.src], where[e.dst])
+            for e in self.edges
+            if e.src in where and e.dst in where and where[e.src] != where[e.dst]
+        }
+
+
+# --- folding ---------------------------------------------------------------------------------------
+
+
+def _run_length(sigs: list[str], linked: set[tuple[int, int]], i: int, p: int) -> int:
+    """How many consecutive members of period p start at i, each feeding the next."""
+    k = 1
+    while i + (k + 1) * p <= len(sigs) and sigs[i + k * p : i + (k + 1) * p] == sigs[i : i + p]:
+        prev = range(i + (k - 1) * p, i + k * p)
+        nxt = range(i + k * p, i + (k + 1) * p)
+        if not any((a, b) in linked for a in prev for b in nxt):
+            break
+        k += 1
+    return k
+
+
+def _parallel_length(items: list[CallFact], tree: CallTree, linked: set[tuple[int, int]], i: int) -> int:
+    m = _INDEXED.match(items[i].module) if not items[i].op else None
+    if m is None:
+        return 1
+    k = 1
+    while i + k < len(items):
+        c = items[i + k]
+        mk = _INDEXED.match(c.module) if not c.op else None
+        if mk is None or mk.group(1) != m.group(1) or tree.signature(c) != tree.signature(items[i]):
+            break
+        if any((a, i + k) in linked or (i + k, a) in linked for a in range(i, i + k)):
+            break
+        k += 1
+    return k
+
+
+def fold_runs(items: list[CallFact], tree: CallTree) -> list[Unit]:
+    sigs = [tree.signature(c) for c in items]
+    linked = tree.links(items)
+    units: list[Unit] = []
+    i = 0
+    while i < len(items):
+        best_p, best_k = 1, 1
+        if not items[i].op:
+            for p in range(1, MAX_PERIOD + 1):
+                if p > 1 and len(set(sigs[i : i + p])) == 1:
+                    continue  # a period of identical blocks is period 1
+                if p > 1 and not all(tree.kids.get(c.id) for c in items[i : i + p]):
+                    continue  # patterns are of blocks (conv → bn → conv → bn stays as drawn)
+                if any(c.op for c in items[i : i + p]) and p == 1:
+                    continue
+                k = _run_length(sigs, linked, i, p)
+                if k >= 2 and p * k > best_p * best_k:
+                    best_p, best_k = p, k
+        if best_k >= 2:
+            units.append(Unit("run", [items[i + j * best_p : i + (j + 1) * best_p] for j in range(best_k)]))
+            i += best_p * best_k
+            continue
+        n = _parallel_length(items, tree, linked, i)
+        if n >= 2:
+            units.append(Unit("parallel", [[c] for c in items[i : i + n]]))
+            i += n
+            continue
+        units.append(Unit("single", [[items[i]]]))
+        i += 1
+    return units
+
+
+# --- the view --------------------------------------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, model: ModelFacts, depth: int, cap: int | None) -> None:
+        self.tree = CallTree(model)
+        self.depth = depth
+        self.cap = cap
+        self.owner: dict[str, str] = {}
+        self.alias: dict[str, str] = {}
+        self.member: dict[str, list[tuple[int, int]]] = {}  # call -> [(run number, member index)]
+        self.runs = 0
+        self.folded: list[str] = []
+
+    def nid(self, c: CallFact, prefix: str) -> str:
+        return mermaid.node_id(c.id or "root", prefix)
+
+    def own(self, cids: list[str], node: str) -> None:
+        for cid in cids:
+            self.owner.setdefault(cid, node)
+
+    def level(self, parent: str | None, level: int) -> list[ViewNode]:
+        items = self.tree.kids.get(parent, [])
+        units = fold_runs(items, self.tree)
+        return cap_level([self.unit(u, level) for u in units], units, self.cap, self)
+
+    def single(self, c: CallFact, level: int) -> ViewNode:
+        if c.op:
+            node = ViewNode(self.nid(c, "o"), "op", c.op)
+            self.own([c.id], node.id)
+            return node
+        title, detail = call_label(c, self.tree)
+        if self.tree.kids.get(c.id) and level < self.depth:
+            node = ViewNode(self.nid(c, "g"), "group", cluster_title(title, c, self.tree), detail)
+            node.children = self.level(c.id, level + 1)
+            if len(node.children) == 1 and node.children[0].subgraph:
+                return node.children[0]  # one subgraph straight inside another: their titles would collide
+            self.own([c.id], node.children[0].id if node.children else node.id)
+            return node
+        node = ViewNode(self.nid(c, "m"), "leaf", title, detail)
+        self.own(self.tree.subtree(c.id), node.id)
+        return node
+
+    def unit(self, u: Unit, level: int) -> ViewNode:
+        if u.kind == "single":
+            return self.single(u.first, level)
+        if u.kind == "parallel":
+            m = self.tree.module(u.first)
+            node = ViewNode(
+                self.nid(u.first, "p"),
+                "parallel",
+                f"{m.cls if m else u.first.op} × {len(u.members)} in parallel",
+                f"{params_line(m)} each" if m and m.total_params else "",
+            )
+            self.own([cid for c in u.calls for cid in self.tree.subtree(c.id)], node.id)
+            return node
+        title, detail = run_labels(u, self.tree)
+        self.folded.append(f"{title} ({detail})")
+        node = ViewNode(self.nid(u.first, "f"), "folded", title, detail)
+        run = self.runs = self.runs + 1
+        for j, member in enumerate(u.members):
+            for c in member:
+                for cid in self.tree.subtree(c.id):
+                    self.member.setdefault(cid, []).append((run, j))
+        if level >= self.depth:
+            self.own([cid for c in u.calls for cid in self.tree.subtree(c.id)], node.id)
+            return node
+        node.opened = True
+        if len(title) > TITLE_CHARS:
+            container = _INDEXED.sub(r"\1", u.first.module)
+            node.title = f"{container_name(container)} × {len(u.members)}"
+        rep = u.members[0]
+        if len(rep) == 1 and not rep[0].op and self.tree.kids.get(rep[0].id):
+            node.children = self.level(rep[0].id, level + 1)  # the representative's inside, directly
+        else:
+            node.children = [self.single(c, level + 1) for c in rep]
+        for member in u.members[1:]:
+            for c_other, c_rep in zip(member, rep, strict=True):
+                self._alias(c_other.id, c_rep.id)
+        return node
+
+    def _alias(self, other: str, rep: str) -> None:
+        self.alias[other] = rep
+        a, b = self.tree.kids.get(other, []), self.tree.kids.get(rep, [])
+        if len(a) == len(b):
+            for x, y in zip(a, b, strict=True):
+                self._alias(x.id, y.id)
+        else:
+            for cid in self.tree.subtree(other)[1:]:
+                self.alias[cid] = rep
+
+    def runs_of(self, cid: str) -> dict[int, int]:
+        """Folded runs the call belongs to, with its member index, along its alias chain (first wins)."""
+        out: dict[int, int] = {}
+        for _ in range(64):
+            for run, j in self.member.get(cid, []):
+                out.setdefault(run, j)
+            if cid not in self.alias:
+                break
+            cid = self.alias[cid]
+        return out
+
+    def resolve(self, cid: str) -> str | None:
+        seen = 0
+        while cid not in self.owner and cid in self.alias and seen < 64:
+            cid, seen = self.alias[cid], seen + 1
+        return self.owner.get(cid)
+
+
+def stagger_titles(nodes: list[ViewNode], lines: int = 0) -> None:
+    """A subgraph first inside another sits at its top, so its title would sit on its parent's: each
+    such title starts one line lower than its parent's."""
+    for i, n in enumerate(nodes):
+        if not n.subgraph:
+            continue
+        own = lines + 1 if i == 0 else 0
+        n.title = "\n" * own + n.title
+        stagger_titles(n.children, own)
+
+
+def cap_level(nodes: list[ViewNode], units: list[Unit], cap: int | None, b: _Builder) -> list[ViewNode]:
+    """At most ``cap`` nodes on one level: the tail becomes one "N more" box."""
+    if cap is None or len(nodes) <= cap:
+        return nodes
+    rest = units[cap - 1 :]
+    more = ViewNode(mermaid.node_id((rest[0].first.id or "root") + "+", "r"), "more", f"… {len(rest)} more")
+    for u in rest:
+        for c in u.calls:
+            for cid in b.tree.subtree(c.id):
+                b.owner[cid] = more.id
+    return [*nodes[: cap - 1], more]
+
+
+def route_edges(b: _Builder, model: ModelFacts, ends: dict[str, str]) -> list[tuple[str, str, str]]:
+    """Traced edges mapped onto drawn boxes; recurrences between folded members and loops left out."""
+    order = {c.id: i for i, c in enumerate(model.calls)}
+    out: dict[tuple[str, str], str] = {}
+    for e in sorted(model.edges, key=lambda e: (order.get(e.src, -1), order.get(e.dst, len(order)))):
+        s = ends.get(e.src) or b.resolve(e.src)
+        d = ends.get(e.dst) or b.resolve(e.dst)
+        if not s or not d or s == d:
+            continue
+        ms, md = b.runs_of(e.src), b.runs_of(e.dst)
+        if any(run in md and md[run] != j for run, j in ms.items()):
+            continue  # one folded member feeding the next: that is the "× N"
+        out.setdefault((s, d), e.shape)
+    return [(s, d, shape) for (s, d), shape in out.items()]
+
+
+def quiet_entering_edges(nodes: list[ViewNode], edges: list[tuple[str, str, str]]) -> frozenset[tuple[str, str]]:
+    """Edges that enter a subgraph lose their label: Mermaid puts it on the subgraph's border, across the
+    subgraph's title (measured in Material: every such label overlapped a title). The shape moves onto
+    the source box as a "→ shape" line, so nothing is lost; an input's shape is on the input already."""
+    inside: dict[str, frozenset[str]] = {}  # node id -> the subgraphs around it (itself, for a subgraph)
+    boxes: dict[str, ViewNode] = {}
+
+    def walk(ns: list[ViewNode], outer: frozenset[str]) -> None:
+        for n in ns:
+            boxes[n.id] = n
+            if n.subgraph:
+                inside[n.id] = outer | {n.id}
+                walk(n.children, outer | {n.id})
+            else:
+                inside[n.id] = outer
+
+    walk(nodes, frozenset())
+    quiet: set[tuple[str, str]] = set()
+    moved: dict[str, list[str]] = {}
+    for s, d, shape in edges:
+        if inside.get(d, frozenset()) <= inside.get(s, frozenset()):
+            continue
+        quiet.add((s, d))
+        src = boxes.get(s)
+        if src is not None and not src.subgraph and src.kind != "op" and shape and shape not in moved.get(s, []):
+            moved.setdefault(s, []).append(shape)
+    for sid, shapes in moved.items():
+        n = boxes[sid]
+        line = "→ " + " · ".join(shapes)
+        n.detail = f"{n.detail}\n{line}" if n.detail else line
+    return frozenset(quiet)
+
+
+def never_called(model: ModelFacts) -> list[str]:
+    used_through_ties = {m.tied_to for m in model.modules if m.tied_to and m.calls}
+    names = [
+        m
+        for m in model.modules
+        if m.name and m.calls == 0 and m.own_params and not m.tied_to and m.name not in used_through_ties
+    ]
+    tops: list[ModuleFact] = []
+    for m in names:
+        if not any(m.name.startswith(t.name + ".") for t in tops):
+            tops.append(m)
+    return [f"{m.name} ({m.cls})" for m in tops]
+
+
+def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelView, list[str]]:
+    b = _Builder(model, depth, cap)
+    root = next((c for c in model.calls if c.parent is None), None)
+    nodes = b.level(root.id, 1) if root is not None else []
+    for n in nodes:
+        if n.subgraph:
+            stagger_titles(n.children, 0)
+    inputs = sorted({e.src for e in model.edges if e.src.startswith("input")})
+    ends = {i: mermaid.node_id(i, "io") for i in inputs} | {"output": "io_output"}
+    shape_of = {e.src: e.shape for e in reversed(model.edges)}
+    labels = {i: f"{i.partition(':')[2]} {shape_of[i]}".strip() for i in inputs}
+    edges = route_edges(b, model, ends)
+    view = ModelView(
+        root_class=model.root_class,
+        nodes=nodes,
+        edges=edges,
+        quiet=quiet_entering_edges(nodes, edges),
+        inputs=[(ends[i], labels[i]) for i in inputs],
+        output_id="io_output",
+        output_shape=model.output_shape,
+        total_params=model.total_params,
+        notes=(),
+    )
+    notes = [f"folded {f}" for f in b.folded]
+    missing = never_called(model)
+    if missing:
+        notes.append("not called in the traced forward: " + ", ".join(missing))
+    return view, notes
+
+
+def max_depth(model: ModelFacts) -> int:
+    calls = {c.id: c for c in model.calls}
+
+    def depth_of(c: CallFact) -> int:
+        d = 0
+        while c.parent is not None:
+            d, c = d + 1, calls[c.parent]
+        return d
+
+    return max((depth_of(c) for c in model.calls), default=1)
