@@ -104,3 +104,43 @@ def test_nasty_labels_render_as_written(session_browser: object) -> None:
 @given(st.lists(LABEL_TEXT, min_size=8, max_size=8))
 def test_property_random_labels_render_in_the_browser(session_browser: object, texts: list[str]) -> None:
     assert_render_as_written(session_browser, texts)
+
+
+# --- the overlap measure itself (what site-check and the page tests rely on) ---------------------------
+
+_FO = (
+    '<foreignObject x="{x}" y="{y}" width="160" height="{h}"><div xmlns="http://www.w3.org/1999/xhtml" '
+    'style="line-height:1.5;font-size:16px"><span class="nodeLabel">{html}</span></div></foreignObject>'
+)
+
+
+def _measure_svg(browser: object, *labels: tuple[int, int, int, str]) -> list[list[str]]:
+    from traindoc.export.browser import MEASURE_JS, new_page
+
+    body = "".join(_FO.format(x=x, y=y, h=h, html=html) for x, y, h, html in labels)
+    page = new_page(browser)
+    try:
+        page.evaluate(  # type: ignore[attr-defined]
+            "html => { document.body.innerHTML = html; }",
+            f'<div class="mermaid"><svg xmlns="http://www.w3.org/2000/svg" width="400" height="300">{body}</svg></div>',
+        )
+        (diagram,) = page.evaluate(MEASURE_JS)  # type: ignore[attr-defined]
+    finally:
+        page.close()  # type: ignore[attr-defined]
+    return [sorted(p) for p in diagram["overlaps"]]
+
+
+def test_overlap_measure_sees_text_on_text_and_not_an_empty_staggering_line(session_browser: object) -> None:
+    # Two titles on the same spot: reported.
+    assert _measure_svg(session_browser, (10, 10, 24, "features · Sequential"), (20, 14, 24, "0 · ConvBlock")) == [
+        ["0 · ConvBlock", "features · Sequential"]
+    ]
+    # A nested title pushed down by an empty first line: its element box covers the parent's title, its
+    # text does not — what a reader sees, so not reported.
+    staggered = (20, 14, 48, "<p><br>0 · ConvBlock</p>")
+    assert _measure_svg(session_browser, (10, 10, 24, "features · Sequential"), staggered) == []
+    # The second line of a two-line label still counts.
+    two_lines = (20, -10, 48, "<p>conv · Conv2d<br>288 params</p>")
+    assert _measure_svg(session_browser, (10, 10, 24, "features · Sequential"), two_lines) == [
+        ["conv · Conv2d288 params", "features · Sequential"]
+    ]

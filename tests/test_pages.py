@@ -180,8 +180,6 @@ def test_our_own_site_light_and_dark(tmp_path: Path, session_browser: object) ->
             assert (folder / f"{path}-{suffix}.png").read_bytes()[:4] == b"\x89PNG"
             for d in page.diagrams:
                 assert d["min_px"] is None or d["min_px"] >= 9.0, (page.url, d["kind"], d["min_px"])
-                model_page = any(x in page.url for x in ("/model/", "/charlm/", "/why-se/"))
-                if d["kind"] == "chart" or not model_page:  # model diagrams' edge labels and titles: issue #11
-                    assert d["overlaps"] == [], (page.url, d["overlaps"])
+                assert d["overlaps"] == [], (page.url, d["overlaps"])
         measured = {d["kind"] for p in report.pages for d in p.diagrams}
         assert measured == {"flowchart-v2", "chart"}

@@ -152,6 +152,20 @@ MEASURE_JS = """
   for (const svg of svgs) {
     const labels = [];
     const seen = new Set();
+    // A label's boxes are those of its visible text, one per line (a range's client rects), not the
+    // element's box: an empty first line that staggers a nested subgraph's title is not text.
+    const textBoxes = (el) => {
+      const boxes = [];
+      const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+      while (walker.nextNode()) {
+        const t = walker.currentNode;
+        if (!t.textContent.trim()) continue;
+        const range = document.createRange();
+        range.selectNodeContents(t);
+        for (const b of range.getClientRects()) if (b.width >= 1 && b.height >= 1) boxes.push([b.left, b.top, b.right, b.bottom]);
+      }
+      return boxes;
+    };
     const add = (el, anchor) => {
       const text = (el.textContent || '').trim();
       if (!text || seen.has(el)) return;
@@ -162,8 +176,9 @@ MEASURE_JS = """
       const ctm = anchor.getScreenCTM();
       const scale = ctm ? Math.hypot(ctm.a, ctm.b) : 1;
       seen.add(el);
+      const boxes = textBoxes(el);
       labels.push({text: text.slice(0, 60), px: parseFloat(style.fontSize) * scale,
-                   box: [r.left, r.top, r.right, r.bottom]});
+                   boxes: boxes.length ? boxes : [[r.left, r.top, r.right, r.bottom]]});
     };
     svg.querySelectorAll('foreignObject').forEach(fo => {
       const inner = fo.querySelector('span, p, div');
@@ -173,10 +188,9 @@ MEASURE_JS = """
     const overlaps = [];
     for (let i = 0; i < labels.length; i++) {
       for (let j = i + 1; j < labels.length; j++) {
-        const a = labels[i].box, b = labels[j].box;
-        const w = Math.min(a[2], b[2]) - Math.max(a[0], b[0]);
-        const h = Math.min(a[3], b[3]) - Math.max(a[1], b[1]);
-        if (w > 1 && h > 1) overlaps.push([labels[i].text, labels[j].text]);
+        const hit = labels[i].boxes.some(a => labels[j].boxes.some(b =>
+          Math.min(a[2], b[2]) - Math.max(a[0], b[0]) > 1 && Math.min(a[3], b[3]) - Math.max(a[1], b[1]) > 1));
+        if (hit) overlaps.push([labels[i].text, labels[j].text]);
       }
     }
     const r = svg.getBoundingClientRect();
