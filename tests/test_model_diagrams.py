@@ -17,7 +17,8 @@ from traindoc.cli import main
 from traindoc.errors import DiagramError
 from traindoc.facts import CallFact, EdgeFact, Facts, ModelFacts, ModuleFact
 from traindoc.render import diagrams, lint
-from traindoc.render.modelview import CallTree, build_view, fold_runs
+from traindoc.render.modelfold import CallTree, fold_runs
+from traindoc.render.modelview import build_view
 from zoo import OUTSIDE, ZOO, facts_for, spec_for
 
 FEED_FORWARD = [n for n in ZOO if n != "mixtral"]  # every traced zoo model; none has a loop outside a leaf

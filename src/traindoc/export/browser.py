@@ -162,7 +162,9 @@ MEASURE_JS = """
         if (!t.textContent.trim()) continue;
         const range = document.createRange();
         range.selectNodeContents(t);
-        for (const b of range.getClientRects()) if (b.width >= 1 && b.height >= 1) boxes.push([b.left, b.top, b.right, b.bottom]);
+        for (const b of range.getClientRects()) {
+          if (b.width >= 1 && b.height >= 1) boxes.push([b.left, b.top, b.right, b.bottom]);
+        }
       }
       return boxes;
     };

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from ..facts import CallFact, ModuleFact
 
 if TYPE_CHECKING:
-    from .modelview import CallTree, Unit
+    from .modelfold import CallTree, Unit
 
 TITLE_CHARS = 24  # about 200 px at 16 px: Mermaid wraps longer subgraph titles onto a second line
 INDEXED = re.compile(r"^(.*)\.(\d+)$")
