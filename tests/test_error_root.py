@@ -133,3 +133,35 @@ def test_nccl_on_a_cpu_machine_is_a_spec_error_not_a_traceback(make_project: Pro
     assert not (root / ".cache" / "traindoc" / "runs").exists() or not any(
         (root / ".cache" / "traindoc" / "runs").rglob("rank*.log")
     )  # refused at plan time: nothing was launched
+
+
+# --- more ranks than GPUs: refused before launch (a GPU cannot exist here: the device facts say one) -----
+
+
+def test_more_cuda_ranks_than_gpus_is_refused_with_the_fix() -> None:
+    from traindoc.facts import policy
+
+    policy.check_ranks_fit(2, "cpu", 0)  # gloo ranks share the CPU
+    policy.check_ranks_fit(2, "cuda", 2)
+    with pytest.raises(errors.DevicesUnavailable) as info:
+        policy.check_ranks_fit(2, "cuda", 1)
+    assert info.value.exit_code == 3 and "--nproc 1" in str(info.value) and "has 1" in str(info.value)
+
+
+def test_runner_refuses_before_launching_anything(make_project: ProjectFactory, tmp_path: Path) -> None:
+    """The facts of a one-GPU machine (the only mocked part: no GPU exists here) and a two-rank run."""
+    from traindoc.facts import GPUFact
+    from traindoc.run import runner
+
+    root = make_project(nproc=2)
+    t = service.target("pipeline/tiny.py", root)
+    facts = service.introspect_here(t)
+    one_gpu = facts.devices.model_copy(
+        update={"resolved": "cuda", "gpus": [GPUFact(name="NVIDIA H100 80GB HBM3", memory_bytes=80 << 30)]}
+    )
+    facts = facts.model_copy(update={"devices": one_gpu})
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with pytest.raises(errors.DevicesUnavailable, match="this machine has 1"):
+        runner._run_once(t, facts, "key", run_dir, runner.RunOptions(progress=False))
+    assert list(run_dir.iterdir()) == []  # no launch plan, no rank started

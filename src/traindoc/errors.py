@@ -56,6 +56,10 @@ class BackendUnavailable(SpecError):
     """The spec's distributed backend cannot run on this machine's devices (``nccl`` without CUDA)."""
 
 
+class DevicesUnavailable(SpecError):
+    """The run asks for more CUDA ranks on this machine than it has GPUs (each rank needs its own)."""
+
+
 class LoadError(TraindocError):
     """The pipeline could not be found or picked (missing file, no pipeline, several pipelines)."""
 

@@ -2,13 +2,15 @@
 
 Introspection (the facts the docs show) and the training process (what really runs) both call these:
 how the training set is sharded, how many optimizer steps an epoch has, what budget a run trains
-with, and whether a dataset is kept on the device.
+with, whether a dataset is kept on the device, and whether this machine has a GPU for every rank.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from ..errors import DevicesUnavailable, Problem
 
 RESIDENT_FRACTION = 0.25  # keep a tensor dataset on the GPU when it takes at most this share of its memory
 CPU_RESIDENT_LIMIT = 2 << 30  # ... and on the CPU (no DataLoader) up to this many bytes
@@ -91,3 +93,20 @@ def resident_ok(nbytes: int | None, device: str, gpu_memory_bytes: int | None, p
     if device == "cuda" and gpu_memory_bytes:
         return nbytes <= RESIDENT_FRACTION * gpu_memory_bytes
     return nbytes <= CPU_RESIDENT_LIMIT
+
+
+def check_ranks_fit(nproc: int, device: str, gpu_count: int) -> None:
+    """DDP on CUDA gives each local rank its own GPU (``cuda:LOCAL_RANK``): more ranks than GPUs would fail
+    inside the launched ranks with an invalid-device error. Refused before anything starts, naming the fix.
+    On the CPU any number of gloo ranks share the cores."""
+    if device == "cuda" and nproc > gpu_count:
+        raise DevicesUnavailable(
+            [
+                Problem(
+                    file="pipeline spec",
+                    field="distributed.nproc_per_node",
+                    message=f"{nproc} ranks need {nproc} CUDA GPUs (one each) and this machine has {gpu_count}; "
+                    f"run with --nproc {max(1, gpu_count)} (plugin option nproc) or set nproc_per_node: auto",
+                )
+            ]
+        )

@@ -169,7 +169,7 @@ def flow_direction(direction: str | None) -> str:
     if direction in (None, "auto"):
         return "TB"
     if direction not in DIRECTIONS:
-        raise ValueError(f"unknown direction {direction!r}; allowed: {', '.join(DIRECTIONS)}")
+        raise DiagramError(f"unknown direction {direction!r}; allowed: {', '.join(DIRECTIONS)}")
     return str(direction)
 
 

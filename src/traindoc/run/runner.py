@@ -294,6 +294,7 @@ def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: Ru
     device = facts.devices.resolved
     nnodes = facts.distributed.nnodes
     nproc = opts.nproc or facts.distributed.nproc_per_node
+    policy.check_ranks_fit(nproc, device, len(facts.devices.gpus))  # before anything is launched
     worker_opts = launch.WorkerOptions(
         pipeline=t.ref,
         run_dir=str(run_dir),
