@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from conftest import REPO, only_digits, traindoc_cli
+from conftest import REPO, ProjectFactory, only_digits, traindoc_cli
 from traindoc.errors import MarkerError
 from traindoc.pages import sections
 from traindoc.pages.readme import update_file
@@ -159,3 +159,21 @@ def test_readme_fill_then_check(digits_copy: Path) -> None:
 def test_the_projects_own_readme_is_current() -> None:
     changed, diff = update_file(REPO / "README.md", check=True)
     assert not changed, f"README.md sections are stale; run `make readme`\n{diff}"
+
+
+@pytest.mark.slow
+def test_results_section_says_when_the_pipeline_changed_after_its_run(make_project: ProjectFactory) -> None:
+    root = make_project(docs_steps=10, min_acc=0.0)
+    readme = root / "README.md"
+    readme.write_text("# Tiny\n\n<!-- traindoc:begin results pipeline=tiny -->\n<!-- traindoc:end -->\n")
+    assert traindoc_cli(root, "run", "tiny", "--docs").returncode == 0
+    assert traindoc_cli(root, "readme", "README.md").returncode == 0
+    fresh = readme.read_text()
+    assert "val_accuracy" in fresh or "accuracy" in fresh
+    assert "Recorded before" not in fresh  # the run is of the pipeline as it is
+    pipeline = root / "pipeline" / "tinymods.py"
+    pipeline.write_text(pipeline.read_text().replace("nn.Linear(width, 4)", "nn.Linear(width, 4, bias=False)"))
+    assert traindoc_cli(root, "readme", "README.md").returncode == 0
+    stale = readme.read_text().replace("\\", "")  # Markdown escapes (parentheses) removed
+    assert "Recorded before the pipeline last changed (pipeline/tinymods.py changed)" in stale
+    assert "traindoc run pipeline/tiny.py --docs" in stale

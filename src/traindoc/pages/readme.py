@@ -40,9 +40,18 @@ def generate_text(text: str, filename: str, root: Path, cache_dir: str | None = 
         result = None
         notice = None
         if s.kind in ("run", "results"):
-            result = runner.latest(ref, runner.RunOptions(cache_dir=Path(cache_dir) if cache_dir else None), root)
+            opts = runner.RunOptions(cache_dir=Path(cache_dir) if cache_dir else None)
+            result = runner.latest(ref, opts, root)
+            again = f"traindoc run {shlex.quote(facts.source)} --docs"
             if result is None:
-                notice = f"No run recorded yet: traindoc run {shlex.quote(facts.source)} --docs"
+                notice = f"No run recorded yet: {again}"
+            else:
+                why = runner.stale_because(ref, opts, root, pipeline_only=True)
+                if why:  # the figures are true of the run, not of the pipeline as it is now: say so
+                    notice = (
+                        f"Recorded before the pipeline last changed ({'; '.join(why[:3])}): "
+                        f"{again}, then traindoc readme, to refresh."
+                    )
         return content.block(
             s.kind, facts, result=result, notice=notice, depth=depth, templates=templates, root=root, chart=False
         )

@@ -100,13 +100,23 @@ def _latest_name(t: service.Target) -> str:
     return f"{t.file.stem}-{t.attr or ''}"
 
 
-def stale_because(ref: str, opts: RunOptions, root: Path | None = None) -> list[str]:
-    """What changed since the last recorded run, in words ('pipeline/se_cnn.py changed')."""
+PIPELINE_INPUTS = ("file", "read", "package")  # the pipeline's own files, what it read, what it imported
+
+
+def stale_because(ref: str, opts: RunOptions, root: Path | None = None, *, pipeline_only: bool = False) -> list[str]:
+    """What changed since the last recorded run, in words ('pipeline/se_cnn.py changed'). With
+    ``pipeline_only``, only the pipeline's code, the files it read and the packages it imported count (a
+    README shows the last run whatever its options, so an option or traindoc's own version is no change)."""
     last = latest(ref, opts, root)
     if last is None:
         return []
     old = cache.read_inputs(Path(last.run_dir) / "inputs.json")
-    return cache.explain(old, run_fingerprint(service.target(ref, root), opts).inputs) if old else []
+    if not old:
+        return []
+    new = run_fingerprint(service.target(ref, root), opts).inputs
+    if pipeline_only:
+        old, new = ({k: v for k, v in d.items() if k.partition(":")[0] in PIPELINE_INPUTS} for d in (old, new))
+    return cache.explain(old, new)
 
 
 def _git_commit(root: Path) -> str | None:
