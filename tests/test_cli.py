@@ -8,7 +8,7 @@ import subprocess
 import markdown
 import pytest
 
-from conftest import REPO, traindoc_cli
+from conftest import REPO, ProjectFactory, traindoc_cli
 from traindoc.spec import Pipeline, describe_fields
 
 
@@ -113,3 +113,23 @@ def test_depth_help_says_what_the_default_fits(command: str) -> None:
     # the default is not "all that fits" (Mermaid's limits) but what fits a slide and a docs column
     assert depth.help is not None and "fits a slide and a docs column" in depth.help
     assert depth.help.startswith("model diagram only")  # other kinds ignore it
+
+
+def test_inspect_names_the_optimizer_a_lambda_returns(make_project: ProjectFactory) -> None:
+    """`lambda p: torch.optim.SGD(p, lr=0.1, momentum=0.9)` is shown as SGD, not as `tiny:<lambda>`."""
+    root = make_project()
+    out = traindoc_cli(root, "inspect", "tiny")
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("Optimisation"))
+    assert line.startswith("Optimisation   SGD (lr 0.1)") and "<lambda>" not in line
+
+
+def test_optimizer_label_keeps_a_named_factory() -> None:
+    from traindoc.facts import OptimFacts
+
+    base = {"lr": 0.1, "loss": "mse", "scheduler": None, "amp": None, "grad_clip": None, "seed": 0}
+    assert OptimFacts(optimizer="p:make_opt", optimizer_class="AdamW", **base).optimizer_label == "AdamW via p:make_opt"
+    assert OptimFacts(optimizer="torch.optim:AdamW", optimizer_class="AdamW", **base).optimizer_label == "AdamW"
+    assert (
+        OptimFacts(optimizer="p:make_opt", **base).optimizer_label == "p:make_opt"
+    )  # factory failed: say what we know

@@ -160,13 +160,24 @@ class AccessFacts(Record):
 
 @dataclass(frozen=True, kw_only=True)
 class OptimFacts(Record):
-    optimizer: str
+    optimizer: str  # the spec's reference: torch.optim:AdamW, digits:optimizer, digits:<lambda>
     lr: float | None
     loss: str
     scheduler: str | None
     amp: str | None
     grad_clip: float | None
     seed: int | None
+    optimizer_class: str | None = None  # what the factory returned (AdamW), read from a throwaway optimizer
+
+    @property
+    def optimizer_label(self) -> str:
+        """``AdamW`` for a lambda or the class itself, ``AdamW via digits:optimizer`` for a named factory."""
+        cls, ref = self.optimizer_class, self.optimizer
+        if not cls:
+            return ref
+        if ref.endswith(("<lambda>", ":" + cls, "." + cls)):
+            return cls
+        return f"{cls} via {ref}"
 
 
 @dataclass(frozen=True, kw_only=True)
