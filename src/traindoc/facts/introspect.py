@@ -273,9 +273,7 @@ def facts(spec: Pipeline, file: Path, root: Path | None = None) -> Facts:
     optim = optim_facts(spec)
     try:  # the optimizer's learning rate, read from a throwaway optimizer over one parameter
         opt = call(spec.optim.optimizer, "optim.optimizer", file, [nn.Parameter(torch.zeros(1))])
-        optim = optim.model_copy(
-            update={"lr": float(opt.param_groups[0]["lr"]), "optimizer_class": type(opt).__name__}
-        )
+        optim = optim.model_copy(update={"lr": float(opt.param_groups[0]["lr"]), "optimizer_class": type(opt).__name__})
     except (UserCodeError, KeyError, IndexError, TypeError):
         pass
     t = spec.training
