@@ -129,6 +129,7 @@ def _ssh(f: Facts, **kw: object) -> Facts:
 
 RULE_CASES = {
     "image-tag": lambda f: _with(f, environment={"image": "pytorch-cuda:latest", "image_tag": "latest"}),
+    "cpu-image": lambda f: _with(f, environment={"image": "pytorch/pytorch:2.6.0-cpu", "image_tag": "2.6.0-cpu"}),
     "checkpoint-volume": lambda f: _with(f, checkpoint={"on_volume": False, "host_dir": None, "volume": None}),
     "data-volume": lambda f: _with(
         f, environment={"volumes": [v for v in f.environment.volumes if v.container != "/data"]}
@@ -157,6 +158,22 @@ def test_rule_fails_and_passes(digits: Facts, rule: str) -> None:
     assert rule not in {f.rule for f in lint.lint(digits)}, "the example passes every rule"
     found = [f for f in lint.lint(RULE_CASES[rule](digits)) if f.rule == rule]
     assert len(found) == 1 and found[0].fix and found[0].field
+
+
+@pytest.mark.parametrize(
+    ("image", "devices", "flagged"),
+    [
+        ("pytorch:2.13-cpu", "auto", True),
+        ("intel/cpu-pytorch:1.0", "cuda", True),
+        ("pytorch:2.13-cpu", "cpu", False),  # a CPU job on a CPU image is right
+        ("nvcr.io/nvidia/pytorch:24.05-py3", "auto", False),
+        ("mycpuimage:1.0", "auto", False),  # "cpu" inside a word is not a CPU tag
+        ("pytorch:2.6-cpuonly", "auto", False),
+    ],
+)
+def test_cpu_image_rule_reads_the_tag_as_a_word(digits: Facts, image: str, devices: str, flagged: bool) -> None:
+    f = _with(digits, environment={"image": image}, devices={"requested": devices})
+    assert ("cpu-image" in {x.rule for x in lint.lint(f)}) == flagged
 
 
 def test_jupyter_on_all_interfaces_without_token_says_so(digits: Facts) -> None:

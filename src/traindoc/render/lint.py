@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -54,6 +55,23 @@ def image_tag(f: Facts) -> Finding | None:
             "pin an explicit tag such as 'pytorch-cuda:v2.6-cuda11.8' (or a digest)",
         )
     return None
+
+
+_CPU_TOKEN = re.compile(r"(?<![a-z0-9])cpu(?![a-z])", re.IGNORECASE)
+
+
+@rule("cpu-image")
+def cpu_image(f: Facts) -> Finding | None:
+    """A CPU-only image (``pytorch:2.13-cpu``, ``…/cpu/…``) with devices that ask for a GPU."""
+    if f.devices.requested == "cpu" or not _CPU_TOKEN.search(f.environment.image):
+        return None
+    return _w(
+        "cpu-image",
+        "environment.image",
+        f"image {f.environment.image!r} looks CPU-only while devices is {f.devices.requested!r}: the docs draw "
+        "GPUs and the job asks for them, but a CPU-only PyTorch in the container cannot use them",
+        "use a CUDA image (e.g. 'pytorch/pytorch:2.6.0-cuda12.4-cudnn9-runtime') or set devices: 'cpu'",
+    )
 
 
 @rule("checkpoint-volume")
