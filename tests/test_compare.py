@@ -211,7 +211,7 @@ def test_compare_end_to_end(make_project: ProjectFactory, session_browser: objec
     )
     assert p.returncode == 5 and "✘ val_accuracy: B − A" in p.stdout, p.stdout + p.stderr[-2000:]
     p = _cli(root, "compare", "tiny", "wide", "--expect", '{"val_accuracy": {"at_least": 1}}', "--seeds", "1", "--docs")
-    assert p.returncode == 2 and "unknown bound" in p.stderr
+    assert p.returncode == 1 and "--expect must map" in p.stderr  # refused before any run starts
 
     # README section from the cached runs (never trains).
     (root / "README.md").write_text(

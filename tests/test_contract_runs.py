@@ -250,7 +250,6 @@ def test_your_own_script_runs_like_a_built_in_run(make_project: ProjectFactory, 
     assert "| data wait | n/a |" in page and "model-30.pt" in page
 
 
-@pytest.mark.extended  # same as test_contract_e2e::test_own_script_failure_names_the_script_line
 def test_a_script_that_raises_names_its_own_line(make_project: ProjectFactory) -> None:
     root = make_project(body=SCRIPT_PIPELINE.format(nproc=1, port=free_port()))
     (root / "pipeline" / "train.py").write_text(

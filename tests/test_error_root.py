@@ -165,3 +165,80 @@ def test_runner_refuses_before_launching_anything(make_project: ProjectFactory, 
     with pytest.raises(errors.DevicesUnavailable, match="this machine has 1"):
         runner._run_once(t, facts, "key", run_dir, runner.RunOptions(progress=False))
     assert list(run_dir.iterdir()) == []  # no launch plan, no rank started
+
+
+# --- careless paths and hostile records (found by review; each was a raw traceback or a wrong code) -------
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["reference", "cli", "-o", "{tmp}"], "is a folder"),
+        (["reference", "spec", "-o", "{tmp}", "--check"], "is a folder"),
+        (["readme", "{tmp}/missing.md"], "No such file"),
+        (["readme", "{tmp}"], "Is a directory"),
+        (["readme", "{tmp}/latin1.md"], "not UTF-8"),
+        (["compare", "digits", "digits-plain", "--expect", "notjson"], "--expect is not JSON"),
+        (["compare", "digits", "digits-plain", "--expect", '{"val_accuracy": 3}'], "--expect must map"),
+        (["inspect", "digits", "--cache-dir", "/dev/null/x"], "Not a directory"),
+    ],
+)
+def test_careless_paths_and_options_end_in_one_line(tmp_path: Path, args: list[str], says: str) -> None:
+    (tmp_path / "latin1.md").write_bytes("# Café\n".encode("latin-1"))
+    out = traindoc_cli(REPO, *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert out.returncode in (1, 6), out.stderr
+    assert "Traceback" not in out.stderr and says in out.stderr
+    assert not list(tmp_path.glob("*.md.tmp*"))  # nothing half-written
+
+
+def test_error_printed_in_process_is_redacted(make_project: ProjectFactory) -> None:
+    token = "ghp_" + "Z9y8X7w6V5u4T3s2R1q0P9o8N7m6L5k4J3i2"
+    root = make_project(extra=f"\nraise RuntimeError('cannot reach https://bob:hunter2secret@example.com {token}')\n")
+    out = traindoc_cli(root, "inspect", "tiny")
+    assert out.returncode == 4
+    assert "cannot reach" in out.stderr and token not in out.stderr and "hunter2secret" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"kind": "TraindocError", "message": "pretend", "exit_code": 0},
+        {"kind": "UserCodeError", "message": "pretend", "exit_code": 256},
+        {"kind": "NoSuchError", "message": "pretend", "exit_code": 0},
+        {"kind": "NoSuchError", "message": "pretend", "exit_code": True},
+        {"kind": "NoSuchError", "message": "pretend", "exit_code": 137},
+    ],
+)
+def test_a_record_cannot_turn_a_failure_into_success(record: dict[str, object]) -> None:
+    err = errors.from_record(record)
+    assert 1 <= err.exit_code <= 125
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"kind": "SpecError", "message": "m", "problems": [{"file": "p", "message": "m", "extra": 1}]},
+        {"kind": "SpecError", "message": "m", "problems": [{"file": 3, "message": "m"}]},
+        {"kind": "SpecError", "message": "m", "problems": ["not a dict"]},
+        {"kind": 7, "message": "m"},
+        {"message": "m"},
+    ],
+)
+def test_a_malformed_record_is_a_record_error(record: dict[str, object]) -> None:
+    with pytest.raises(errors.RecordError):
+        errors.from_record(record)
+
+
+def test_user_code_cannot_rewrite_the_childs_record_on_exit(make_project: ProjectFactory) -> None:
+    """An atexit hook (or a leftover thread) in the user's module runs after the record is written: the
+    child exits at once, so the hook never runs and the parent gets the real facts."""
+    hook = (
+        "\nimport atexit, json, sys, threading, time\n"
+        "def _forge():\n"
+        "    open(sys.argv[-1], 'w').write(json.dumps({'error': {'kind': 'TraindocError', 'message': 'forged'}}))\n"
+        "atexit.register(_forge)\n"
+        "threading.Thread(target=time.sleep, args=(600,)).start()  # non-daemon: would hold the child\n"
+    )
+    root = make_project(extra=hook)
+    facts = _child(root)
+    assert facts.name == "tiny"  # type: ignore[attr-defined]

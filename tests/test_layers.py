@@ -5,7 +5,8 @@ Stages, lowest first: ``errors``/``records``/``_util`` → ``project``/``cache``
 → ``cli``. A module may import its own stage and the stages :data:`ALLOWED` names for it; anything
 else must be listed in :data:`EXCEPTIONS` with its reason. The graph includes imports inside
 functions (lazy imports still run) but not those under ``if TYPE_CHECKING:``. An import of
-``traindoc.a.b`` is an edge to that module (not to package ``a``'s ``__init__``).
+``traindoc.a.b`` is an edge to that module and to package ``a`` (whose ``__init__`` Python runs first),
+unless the importing module is inside ``a`` itself.
 """
 
 from __future__ import annotations
@@ -85,6 +86,8 @@ ALLOWED: dict[str, set[str]] = {
 }
 
 # Module paths kept for users and installed configs; tiny re-exports that nothing inside traindoc imports.
+# `traindoc.worker` is also the documented launch name (`python -m traindoc.worker`, in the launch lines
+# and the Kubernetes manifest people copy): started by name as a process, never imported.
 SHIMS = {"worker", "docsgen", "mkdocs_plugin"}
 
 # Imports against the table above, each with why it is there today.
@@ -109,6 +112,7 @@ class Edge:
     source: str
     target: str
     where: str  # file:line
+    package: bool = False  # an edge to a package whose __init__ runs because a module inside it is imported
 
     def __str__(self) -> str:
         return f"{self.where}: {self.source} imports {self.target}"
@@ -169,7 +173,13 @@ def _imports(mods: dict[str, tuple[Path, bool]]) -> tuple[list[Edge], dict[str, 
                 if target.split(".")[0] == "torch":
                     torch_lines[mod].append(f"{where}:{node.lineno}")
                 if target == "traindoc" or target.startswith("traindoc."):
-                    edges.append(Edge(mod, _absolute(target), f"{where}:{node.lineno}"))
+                    name = _absolute(target)
+                    edges.append(Edge(mod, name, f"{where}:{node.lineno}"))
+                    parts = name.split(".")
+                    for i in range(1, len(parts)):  # the packages whose __init__ runs on the way
+                        package = ".".join(parts[:i])
+                        if package in mods and not _covers(package, mod):
+                            edges.append(Edge(mod, package, f"{where}:{node.lineno} (package {package})", True))
     return edges, torch_lines
 
 
@@ -237,9 +247,27 @@ def cycles(edges: list[Edge], nodes: set[str]) -> list[str]:
     return problems
 
 
+def through_packages(edges: list[Edge]) -> list[Edge]:
+    """An import of ``a.b`` runs ``a/__init__``: whatever that ``__init__`` imports is imported on the
+    importer's behalf, so it is checked as the importer's own import (a re-export added to
+    ``run/__init__`` cannot smuggle the runner into ``train/``). Package edges themselves are dropped."""
+    out_of: dict[str, list[Edge]] = defaultdict(list)
+    for e in edges:
+        if not e.package:
+            out_of[e.source].append(e)
+    checked: list[Edge] = []
+    for e in edges:
+        if not e.package:
+            checked.append(e)
+            continue
+        for inner in out_of.get(e.target, []):
+            checked.append(Edge(e.source, inner.target, f"{e.where} -> {inner.where}"))
+    return checked
+
+
 def layer_violations(edges: list[Edge]) -> list[str]:
     problems = []
-    for e in edges:
+    for e in through_packages(edges):
         src, dst = _stage(e.source), e.target
         if dst in SHIMS and src not in SHIMS:
             problems.append(f"{e}: {dst} is a compatibility shim; import what it re-exports instead")
@@ -299,6 +327,7 @@ def test_every_stage_is_in_the_table() -> None:
 
 def test_nothing_imports_a_shim_and_nothing_but_main_imports_cli() -> None:
     _, edges, _ = _graph()
+    edges = [e for e in edges if not e.package]  # a package's __init__ is checked through the modules it imports
     bad = [str(e) for e in edges if e.target in SHIMS and e.source not in SHIMS]
     bad += [
         str(e)
@@ -319,6 +348,15 @@ def test_the_checks_catch_a_bad_import() -> None:
     loop = [Edge("facts.service", "run.runner", "a.py:1"), Edge("run.runner", "facts.service", "b.py:2")]
     (message,) = cycles(loop, {"facts.service", "run.runner"})
     assert "a.py:1: facts.service imports run.runner" in message and "b.py:2" in message
+    # A re-export in run/__init__ would load the runner whenever train/ imports run.protocol.
+    smuggled = [
+        Edge("train.loop", "run.protocol", "src/traindoc/train/loop.py:27"),
+        Edge("train.loop", "run", "src/traindoc/train/loop.py:27 (package run)", True),
+        Edge("run", "run.runner", "src/traindoc/run/__init__.py:3"),
+    ]
+    (through,) = layer_violations(smuggled)
+    assert through.startswith("src/traindoc/train/loop.py:27 (package run) -> src/traindoc/run/__init__.py:3: ")
+    assert "train.loop imports run.runner" in through
     assert torch_violations({"render.env": ["src/traindoc/render/env.py:3"]}) == [
         "src/traindoc/render/env.py:3: render.env imports torch (only facts, train/ may; or add it to TORCH_EXCEPTIONS)"
     ]

@@ -64,7 +64,7 @@ class LoadError(TraindocError):
     """The pipeline could not be found or picked (missing file, no pipeline, several pipelines)."""
 
     exit_code = 2
-    meaning = "pipeline not found, not picked, or outside the project"
+    meaning = "pipeline not found, not picked, or outside the project; or a command-line usage error"
 
 
 class UserCodeError(TraindocError):
@@ -205,7 +205,7 @@ class ExportFormatError(TraindocError):
 class CompareError(TraindocError):
     """A comparison cannot be made as asked (bad seeds, unknown expectation bound, pipelines missing)."""
 
-    exit_code = 2
+    exit_code = 1
 
 
 def exit_codes() -> list[tuple[int, str]]:
@@ -231,24 +231,49 @@ def to_record(exc: TraindocError) -> dict[str, Any]:
     }
 
 
+_PROBLEM_TYPES = {"file": (str,), "message": (str,), "line": (int, type(None)), "field": (str, type(None))}
+
+
+def _problem(p: Any) -> Problem:
+    ok = (
+        isinstance(p, dict)
+        and set(p) <= set(_PROBLEM_TYPES)
+        and {"file", "message"} <= set(p)
+        and all(isinstance(v, _PROBLEM_TYPES[k]) and not isinstance(v, bool) for k, v in p.items())
+    )
+    if not ok:
+        raise RecordError(f"an error record holds a malformed problem: {str(p)[:200]!r}")
+    return Problem(**p)
+
+
 def from_record(record: dict[str, Any]) -> TraindocError:
-    """The error a child raised, rebuilt as the same class (a generic one with its exit code if unknown)."""
-    kind, message = str(record.get("kind", "")), str(record.get("message", ""))
+    """The error a child raised, rebuilt as the same class (a generic one with its exit code if unknown).
+
+    The record comes from a process that ran user code, so nothing in it is trusted: the class is looked
+    up among this module's error classes only, problems are type-checked (a malformed record is a
+    :class:`RecordError`), and a known class keeps its own exit code; an unknown kind gets the record's
+    code only when it is a failure code (1–125), never 0 or a signal's."""
+    kind, message = record.get("kind"), record.get("message")
+    if not isinstance(kind, str) or not isinstance(message, str):
+        raise RecordError("an error record without a kind and a message")
     cls = globals().get(kind)
     err: TraindocError
     if isinstance(cls, type) and issubclass(cls, SpecError):
-        problems = [Problem(**p) for p in record.get("problems") or []]
+        raw = record.get("problems") or []
+        problems = [_problem(p) for p in (raw if isinstance(raw, list) else [raw])]
         err = cls(problems or [Problem(file="pipeline", message=message)])
     elif cls is UserCodeError:
-        err = UserCodeError(message, str(record.get("user_traceback") or ""))
+        tb = record.get("user_traceback")
+        err = UserCodeError(message, tb if isinstance(tb, str) else "")
     elif isinstance(cls, type) and issubclass(cls, TraindocError):
         try:
             err = cls(message)
-        except TypeError:  # a class with a richer constructor: keep its words and its code
+        except TypeError:  # a class with a richer constructor: keep its words and the class's code
             err = TraindocError(message)
+            err.exit_code = cls.exit_code
     else:
         err = TraindocError(message)
-    code = record.get("exit_code")
-    if isinstance(code, int) and code != err.exit_code:
-        err.exit_code = code
+        code = record.get("exit_code")
+        if isinstance(code, int) and not isinstance(code, bool) and 1 <= code <= 125:
+            err.exit_code = code
     return err

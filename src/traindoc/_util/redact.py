@@ -117,10 +117,6 @@ def redact(text: str, environ: dict[str, str] | None = None) -> str:
     return _ASSIGN.sub(_assign, text)
 
 
-def looks_secret(text: str, environ: dict[str, str] | None = None) -> bool:
-    return redact(text, environ) != text
-
-
 class LineRedactor:
     """Redacts a stream line by line, masking every body line of a PEM private key that spans lines."""
 

@@ -133,11 +133,18 @@ def cmd_chart(args: argparse.Namespace) -> None:
 def cmd_compare(args: argparse.Namespace) -> None:
     from .._util import atomic
     from ..compare import compare_pipelines, page
+    from ..compare.run import valid_expect
+    from ..errors import CompareError
     from ..export import export
     from ..render.env import project_templates_dir
 
     fmt = export.format_for(Path(args.diagram), None) if args.diagram else None  # checked before any work
-    expect = json.loads(args.expect) if args.expect else None
+    try:
+        expect = json.loads(args.expect) if args.expect else None
+    except ValueError as exc:
+        raise CompareError(f'--expect is not JSON ({exc}); e.g. \'{{"val_accuracy": {{"min_delta": 0}}}}\'') from None
+    if expect is not None and not valid_expect(expect):
+        raise CompareError('--expect must map metrics to {"min_delta": N} and/or {"max_delta": N}')
     c = compare_pipelines(
         args.a,
         args.b,
@@ -181,6 +188,8 @@ def cmd_reference(args: argparse.Namespace) -> None:
         print(text, end="")
         return
     out = Path(args.output)
+    if out.is_dir():
+        raise TraindocError(f"{out}: is a folder; -o takes the file to write, e.g. docs/reference/{args.what}.md")
     current = out.read_text(encoding="utf-8") if out.is_file() else None
     if args.check:
         if current != text:
@@ -224,6 +233,15 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
 }
 
 
+def _say(lines: list[str]) -> None:
+    """Error lines to stderr, every secret masked (the in-process paths print user code's own words)."""
+    from .._util.redact import redact
+
+    for line in lines:
+        text = redact(line)
+        print(f"traindoc: {text}" if "\n" not in text else text, file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -234,15 +252,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         COMMANDS[args.command](args)
         return 0
     except TraindocError as exc:
-        for line in exc.lines():
-            print(f"traindoc: {line}" if "\n" not in line else line, file=sys.stderr)
+        _say(exc.lines())
         return exc.exit_code
+    except OSError as exc:  # a path the user gave: missing, a folder where a file goes, no permission
+        where = f"{exc.filename}: " if exc.filename else ""
+        _say([f"{where}{exc.strerror or exc}"])
+        return TraindocError.exit_code
     except KeyboardInterrupt as exc:
         print(f"traindoc: {exc or 'interrupted'}; every process it started was stopped", file=sys.stderr)
         return int(getattr(exc, "exit_code", 130))
     finally:
         restore()
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

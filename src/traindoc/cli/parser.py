@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="traindoc",
         description="Documentation-as-code for PyTorch training pipelines.",
-        epilog="exit codes: " + " · ".join(f"{code} {meaning}" for code, meaning in exit_codes()),
+        epilog="exit codes: "
+        + " · ".join(f"{code} {meaning}" for code, meaning in exit_codes())
+        + " · 128+N stopped by signal N",
     )
     p.add_argument("--version", action="version", version=f"traindoc {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -100,6 +100,20 @@ def environment_changes(a: Facts, b: Facts) -> list[EnvChange]:
     return [EnvChange(f, str(x), str(y)) for f, x, y in pairs if x != y]
 
 
+def valid_expect(expect: object) -> bool:
+    """``{metric: {min_delta: N, max_delta: N}}`` with numbers: checked before any run starts (CLI and fence)."""
+    return isinstance(expect, dict) and all(
+        isinstance(k, str)
+        and isinstance(v, dict)
+        and v
+        and all(
+            b in ("min_delta", "max_delta") and isinstance(t, (int, float)) and not isinstance(t, bool)
+            for b, t in v.items()
+        )
+        for k, v in expect.items()
+    )
+
+
 def check_compare(expect: Mapping[str, Mapping[str, float]], diffs: list[Difference]) -> list[Expectation]:
     """``{"val_accuracy": {"min_delta": 0.0}}``: bounds on B − A (mean over seeds); a missing metric fails."""
     by_name = {d.metric: d for d in diffs}

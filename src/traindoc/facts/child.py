@@ -9,6 +9,7 @@ library never shells out to its own CLI. A file, not stdout: user modules may pr
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,4 +38,9 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Exit now: a thread or an atexit hook the user's module left behind can neither keep this process
+    # alive until the parent's timeout nor rewrite the record after it was written.
+    os._exit(code)

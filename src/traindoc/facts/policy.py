@@ -95,7 +95,7 @@ def resident_ok(nbytes: int | None, device: str, gpu_memory_bytes: int | None, p
     return nbytes <= CPU_RESIDENT_LIMIT
 
 
-def check_ranks_fit(nproc: int, device: str, gpu_count: int) -> None:
+def check_ranks_fit(nproc: int, device: str, gpu_count: int, source: str = "pipeline spec") -> None:
     """DDP on CUDA gives each local rank its own GPU (``cuda:LOCAL_RANK``): more ranks than GPUs would fail
     inside the launched ranks with an invalid-device error. Refused before anything starts, naming the fix.
     On the CPU any number of gloo ranks share the cores."""
@@ -103,7 +103,7 @@ def check_ranks_fit(nproc: int, device: str, gpu_count: int) -> None:
         raise DevicesUnavailable(
             [
                 Problem(
-                    file="pipeline spec",
+                    file=source,
                     field="distributed.nproc_per_node",
                     message=f"{nproc} ranks need {nproc} CUDA GPUs (one each) and this machine has {gpu_count}; "
                     f"run with --nproc {max(1, gpu_count)} (plugin option nproc) or set nproc_per_node: auto",

@@ -97,13 +97,9 @@ def _compare_options(data: dict[Any, Any], where: str) -> FenceOptions:
     if not isinstance(seeds, int) or isinstance(seeds, bool) or not 1 <= seeds <= 20:
         raise FenceError(f"{where}: seeds must be an integer from 1 to 20, got {seeds!r}")
     expect = data.get("expect")
-    ok_expect = isinstance(expect, dict) and all(
-        isinstance(k, str)
-        and isinstance(v, dict)
-        and all(b in ("min_delta", "max_delta") and isinstance(t, (int, float)) for b, t in v.items())
-        for k, v in expect.items()
-    )
-    if expect is not None and not ok_expect:
+    from ..compare.run import valid_expect
+
+    if expect is not None and not valid_expect(expect):
         raise FenceError(f"{where}: expect must map metrics to {{min_delta: N}} and/or {{max_delta: N}}")
     nproc = data.get("nproc")
     if nproc is not None and (not isinstance(nproc, int) or isinstance(nproc, bool) or nproc < 1):

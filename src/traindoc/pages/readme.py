@@ -85,7 +85,12 @@ def _compare_section(
 def update_file(path: Path, *, check: bool = False, cache_dir: str | None = None) -> tuple[bool, str]:
     """(changed, unified diff). With ``check`` nothing is written. Writes are atomic."""
     raw = path.read_bytes()
-    text = raw.decode("utf-8")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MarkerError(
+            f"{path}: not UTF-8 text (byte {exc.start}); traindoc reads and writes README files as UTF-8"
+        ) from None
     root = find_root(path.resolve().parent)
     new = generate_text(text, str(path), root, cache_dir)
     if new == text:

@@ -204,10 +204,12 @@ def route_edges(b: _Builder, model: ModelFacts, ends: dict[str, str]) -> list[tu
     return [(s, d, shape) for (s, d), shape in out.items()]
 
 
-def quiet_entering_edges(nodes: list[ViewNode], edges: list[tuple[str, str, str]]) -> frozenset[tuple[str, str]]:
-    """Edges that enter a subgraph lose their label: Mermaid puts it on the subgraph's border, across the
-    subgraph's title (measured in Material: every such label overlapped a title). The shape moves onto
-    the source box as a "→ shape" line, so nothing is lost; an input's shape is on the input already."""
+def quiet_entering_edges(
+    nodes: list[ViewNode], edges: list[tuple[str, str, str]], inputs: frozenset[str] = frozenset()
+) -> frozenset[tuple[str, str]]:
+    """Edges that enter a subgraph lose their label: Mermaid puts it on the subgraph's border, on top of
+    the subgraph's title. The shape moves onto the source box as a "→ shape" line, so nothing is lost; an
+    input's shape is on the input already. From an op (a small circle) or a subgraph the label stays."""
     inside: dict[str, frozenset[str]] = {}  # node id -> the subgraphs around it (itself, for a subgraph)
     boxes: dict[str, ViewNode] = {}
 
@@ -226,14 +228,19 @@ def quiet_entering_edges(nodes: list[ViewNode], edges: list[tuple[str, str, str]
     for s, d, shape in edges:
         if inside.get(d, frozenset()) <= inside.get(s, frozenset()):
             continue
-        quiet.add((s, d))
         src = boxes.get(s)
-        if src is not None and not src.subgraph and src.kind != "op" and shape and shape not in moved.get(s, []):
-            moved.setdefault(s, []).append(shape)
+        if s in inputs:  # the input's box already says its shape
+            quiet.add((s, d))
+        elif src is not None and not src.subgraph and src.kind != "op":
+            quiet.add((s, d))
+            if shape and shape not in moved.setdefault(s, []):
+                moved[s].append(shape)
+        # from an op (a small circle) or a subgraph the label stays: no box to carry the shape
     for sid, shapes in moved.items():
         n = boxes[sid]
         line = "→ " + " · ".join(shapes)
-        n.detail = f"{n.detail}\n{line}" if n.detail else line
+        if line not in n.detail.split("\n"):  # idempotent: a second pass over the same nodes adds nothing
+            n.detail = f"{n.detail}\n{line}" if n.detail else line
     return frozenset(quiet)
 
 
@@ -267,7 +274,7 @@ def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelVie
         root_class=model.root_class,
         nodes=nodes,
         edges=edges,
-        quiet=quiet_entering_edges(nodes, edges),
+        quiet=quiet_entering_edges(nodes, edges, frozenset(ends[i] for i in inputs)),
         inputs=[(ends[i], labels[i]) for i in inputs],
         output_id="io_output",
         output_shape=model.output_shape,

@@ -35,7 +35,7 @@ class Launch:
     node_rank: int = 0
 
 
-def resolve_backend(backend: str, device: str) -> str:
+def resolve_backend(backend: str, device: str, source: str = "pipeline spec") -> str:
     """'auto' means NCCL on CUDA and gloo on CPU; NCCL on CPU is impossible, so it is refused."""
     if backend == "auto":
         return "nccl" if device == "cuda" else "gloo"
@@ -43,7 +43,7 @@ def resolve_backend(backend: str, device: str) -> str:
         raise BackendUnavailable(
             [
                 Problem(
-                    file="pipeline spec",
+                    file=source,
                     field="distributed.backend",
                     message=f"'nccl' needs CUDA devices and this run is on {device}; use 'gloo' or 'auto'",
                 )

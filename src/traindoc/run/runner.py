@@ -304,7 +304,7 @@ def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: Ru
     device = facts.devices.resolved
     nnodes = facts.distributed.nnodes
     nproc = opts.nproc or facts.distributed.nproc_per_node
-    policy.check_ranks_fit(nproc, device, len(facts.devices.gpus))  # before anything is launched
+    policy.check_ranks_fit(nproc, device, len(facts.devices.gpus), facts.source)  # before anything is launched
     worker_opts = launch.WorkerOptions(
         pipeline=t.ref,
         run_dir=str(run_dir),
@@ -313,7 +313,7 @@ def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: Ru
         max_steps=opts.max_steps,
         seed=opts.seed,
     )
-    backend = launch.resolve_backend(facts.distributed.backend_declared, device)
+    backend = launch.resolve_backend(facts.distributed.backend_declared, device, facts.source)
     launches = launch.plan(
         worker_opts,
         python=sys.executable,

@@ -1,0 +1,7 @@
+"""``python -m traindoc.cli`` (the same as ``python -m traindoc`` and the ``traindoc`` command)."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
