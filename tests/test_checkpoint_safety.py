@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from conftest import TINY_PIPELINE, ProjectFactory, free_port, traindoc_cli
+from traindoc.render.content import run_summary
 from traindoc.run import runner
 from traindoc.run.runner import RunOptions
 from traindoc.train import checkpoint
@@ -201,7 +202,7 @@ def test_resume_skips_planted_and_damaged_checkpoints_and_reports_them(
 
     reason = md_cell("not loadable as plain data (weights_only)")  # as Markdown writes it: escaped, same text
     assert f"| checkpoints skipped | `step_00000999.pt`: {reason}" in page
-    assert "skipped      step_00000900.pt: checksum file is not traindoc's" in runner.summary(resumed)
+    assert "skipped      step_00000900.pt: checksum file is not traindoc's" in run_summary(resumed)
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ProjectFactory, free_port
-from traindoc.render.content import block
+from traindoc.render.content import block, run_summary
 from traindoc.run import runner
 from traindoc.run.runner import RunOptions
 
@@ -114,7 +114,7 @@ def test_dict_batches_collate_and_a_sequence_loss_give_true_metrics(make_project
     page = block("run", None, result=r)  # the run page and the README results section
     assert "| validation accuracy | n/a |" in page and "validation accuracy | 0" not in page
     assert "`val_token_accuracy`" in page and "&lt;b&gt;|not html|&lt;/b&gt;" in page and "<b>" not in page
-    cli = runner.summary(r)  # what `traindoc run` prints
+    cli = run_summary(r)  # what `traindoc run` prints
     assert "accuracy n/a" in cli and "val_perplexity" in cli and "sample       the " in cli
 
 

@@ -94,7 +94,6 @@ SHIMS = {"worker", "docsgen", "mkdocs_plugin"}
 EXCEPTIONS: dict[tuple[str, str], str] = {
     ("spec.pipeline", "render.lint"): "LintSpec.ignore is checked against lint's rule ids (lazy import)",
     ("facts.introspect", "run.launch"): "the facts carry the launcher argv (design review §2.2.4)",
-    ("run.runner", "render.env"): "runner.summary renders the terminal summary template",
     ("pages.docsgen", "cli.parser"): "the cli-reference fence renders the CLI's grammar (cli.parser imports "
     "argparse and errors only: a leaf, no cycle)",
 }

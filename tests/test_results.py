@@ -11,6 +11,7 @@ import pytest
 from traindoc import cache
 from traindoc.errors import CacheCorrupt
 from traindoc.facts import Facts
+from traindoc.render.content import run_summary
 from traindoc.run.protocol import EvalRecord, StepRecord
 from traindoc.run.results import StepSummary, check_expectations, measured_metrics, memory_trend, read_steps
 
@@ -112,7 +113,6 @@ def test_records_check_shape_and_types_on_the_way_in() -> None:
 def test_loss_figures_are_labelled_as_window_means() -> None:
     """`run` and the run page print first/last *window* means, not the first and last raw losses."""
     from traindoc.render import content
-    from traindoc.run import runner
     from traindoc.run.results import DeviceRecord, RunResult, summarise_steps
 
     losses = [3.0 * 0.7**i for i in range(16)]
@@ -131,5 +131,5 @@ def test_loss_figures_are_labelled_as_window_means() -> None:
     figures = f"{s.first_loss:.4f} → {s.final_loss:.4f}"
     (row,) = [ln for ln in content.run_block(None, r, None, None, chart=False).splitlines() if figures in ln]  # type: ignore[arg-type]
     assert row.startswith("| training loss (mean of the first → last window of steps) |")
-    (line,) = [ln for ln in runner.summary(r).splitlines() if figures in ln]
+    (line,) = [ln for ln in run_summary(r).splitlines() if figures in ln]
     assert "mean of the first → last window" in line

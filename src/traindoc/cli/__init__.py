@@ -73,7 +73,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
-        print(runner.summary(result))
+        from ..render.content import run_summary
+
+        print(run_summary(result))
     if not result.ok:
         raise RunFailed(f"{args.pipeline}: the run failed or missed its expectations (the summary above says why)")
 

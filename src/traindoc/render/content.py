@@ -22,6 +22,11 @@ DIAGRAMS = ("system", "model", "data", "distributed")
 BLOCKS = (*DIAGRAMS, "model-table", "environment", "quickstart", "commands", "lint", "run", "results")
 
 
+def run_summary(r: RunResult) -> str:
+    """What ``traindoc run`` prints: the results record as terminal text."""
+    return render("run_summary.txt.j2", None, r=r).rstrip("\n")
+
+
 def diagram_block(
     facts: Facts, kind: str, depth: int | None, templates: str | None, direction: str | None = None
 ) -> str:

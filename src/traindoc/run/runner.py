@@ -347,9 +347,3 @@ def _run_once(t: service.Target, facts: Facts, key: str, run_dir: Path, opts: Ru
         driver=nvidia_driver(),
     )
     return assemble(facts, key, run_dir, launched)
-
-
-def summary(r: RunResult) -> str:
-    from ..render.env import render
-
-    return render("run_summary.txt.j2", None, r=r).rstrip("\n")
