@@ -27,7 +27,7 @@ from traindoc import spec
 from traindoc._util import redact
 from traindoc.render import escape, mermaid
 
-TEMPLATE_FILES = sorted((REPO / "src" / "traindoc" / "templates").glob("*.j2")) + sorted(
+TEMPLATE_FILES = sorted((REPO / "src" / "traindoc" / "render" / "templates").glob("*.j2")) + sorted(
     (REPO / "templates").glob("*.j2")
 )
 SAFE_FILTERS = set(escape.FILTERS) | {"mmd_label", "nid", "q", "cell", "code", "thousands", "human", "bytes", "fmt"}
