@@ -139,6 +139,22 @@ def test_claim_creates_marks_and_clears_only_its_own_folder(tmp_path: Path) -> N
         assert runfolder.is_run_folder(empty)
 
 
+def test_clearing_a_run_folder_never_follows_a_link_out_of_it(tmp_path: Path) -> None:
+    """A user links their dataset (or an old checkpoint folder) into a run folder, at the top and deeper
+    down: a fresh run removes the links, never what they point at."""
+    data = thesis(tmp_path / "dataset")
+    before = tree(data)
+    out = tmp_path / "run"
+    with runfolder.claim(out, resume=False) as folder:
+        (folder / "data").symlink_to(data, target_is_directory=True)
+        (folder / "thesis.tex").symlink_to(data / "thesis.tex")
+        (folder / "checkpoints").mkdir()
+        (folder / "checkpoints" / "latest").symlink_to(data / "chapters", target_is_directory=True)
+    with runfolder.claim(out, resume=False) as folder:
+        assert sorted(p.name for p in folder.iterdir()) == [runfolder.MARKER]
+    assert tree(data) == before  # every file, byte and permission bit where it was
+
+
 def test_a_marker_without_the_signature_is_not_a_marker(tmp_path: Path) -> None:
     folder = thesis(tmp_path / "t")
     (folder / runfolder.MARKER).write_text("Signature: something else\n")
