@@ -21,6 +21,10 @@ $(STAMP): requirements-dev.txt pyproject.toml
 # Pinned Mermaid from the npm registry into an ignored cache (never committed).
 mermaid: $(MERMAID_DIR)/mermaid.min.js
 
+# Pinned export fonts (DejaVu Sans, Noto Sans SC) from the npm registry into an ignored cache.
+fonts: | $(STAMP)
+	$(BIN)/traindoc fonts-fetch
+
 $(MERMAID_DIR)/mermaid.min.js: | $(STAMP)
 	$(BIN)/traindoc mermaid-fetch --version $(MERMAID_VERSION)
 
@@ -45,10 +49,10 @@ browser:
 
 # Browser tests fail (never skip) under make test: a green run always includes them. CI runs `make test`;
 # tests marked `extended` (second real runs of behaviour another test covers) run only in `make test-all`.
-test: check mermaid browser
+test: check mermaid fonts browser
 	TRAINDOC_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q --durations=25 -m "not extended"
 
-test-all: check mermaid browser
+test-all: check mermaid fonts browser
 	TRAINDOC_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q --durations=25
 
 test-fast: venv

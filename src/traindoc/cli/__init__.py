@@ -113,6 +113,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         scale=args.scale,
         depth=args.depth,
         direction=args.direction,
+        text_mode=args.text,
     )
     print(f"wrote {out} ({out.stat().st_size:,} bytes)")
 
@@ -205,6 +206,12 @@ def cmd_reference(args: argparse.Namespace) -> None:
     print(f"{out}: {'updated' if current != text else 'unchanged'}")
 
 
+def cmd_fonts_fetch(args: argparse.Namespace) -> None:
+    from ..export import fonts
+
+    print(f"fonts in {fonts.fetch_fonts()}")
+
+
 def cmd_mermaid_fetch(args: argparse.Namespace) -> None:
     from ..export import assets
 
@@ -231,6 +238,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {
     "lint": cmd_lint,
     "reference": cmd_reference,
     "mermaid-fetch": cmd_mermaid_fetch,
+    "fonts-fetch": cmd_fonts_fetch,
     "mermaid-install": cmd_mermaid_install,
 }
 

@@ -91,6 +91,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--scale", type=float, default=2.0, help="PNG pixel ratio (default: 2)")
     sp.add_argument("--depth", type=int, default=None, help=DEPTH_HELP)
     sp.add_argument("--direction", choices=["auto", "TB", "LR"], default="auto", help=DIRECTION_HELP)
+    sp.add_argument(
+        "--text",
+        choices=["outline", "live"],
+        default="outline",
+        help="outline (default): labels drawn in the pinned fonts, as glyph outlines in SVG, so the file looks "
+        "the same on every machine (needs `traindoc fonts-fetch`); live: SVG text in named font families",
+    )
 
     sp = sub.add_parser("chart", help="write the last run's training chart (loss, lr, throughput) as an SVG file")
     sp.add_argument(
@@ -124,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", default=None, help="write to this file (unchanged files are not rewritten)")
     sp.add_argument("--check", action="store_true", help="with -o: change nothing; exit 7 when the file is stale")
 
+    fonts_help = "fetch the pinned export fonts (DejaVu Sans, Noto Sans SC) with `npm pack` into .cache/fonts"
+    sub.add_parser("fonts-fetch", help=fonts_help)
     sp = sub.add_parser("mermaid-fetch", help="fetch the pinned Mermaid build with `npm pack` into .cache/mermaid")
     sp.add_argument("--version", default=None, help="Mermaid version (default: the pinned one)")
 

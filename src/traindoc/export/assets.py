@@ -68,13 +68,14 @@ def fetch_mermaid(version: str | None = None, root: Path | None = None) -> Path:
     return target / "mermaid.min.js"
 
 
-def replace_build(staging: Path, target: Path) -> None:
-    """Put a fetched build in place. ``target`` may come from TRAINDOC_MERMAID_DIR (a path a user typed):
-    it is replaced only when it holds nothing but the files traindoc writes there, never deleted wholesale."""
-    ours = {*FILES, "LICENSE"}
+def replace_build(staging: Path, target: Path, ours: set[str] | None = None) -> None:
+    """Put a fetched build in place. ``target`` may come from TRAINDOC_MERMAID_DIR or TRAINDOC_FONT_DIR (a
+    path a user typed): it is replaced only when it holds nothing but the files traindoc writes there
+    (``ours``), never deleted wholesale."""
+    ours = ours if ours is not None else {*FILES, "LICENSE"}
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         shutil.rmtree(staging, ignore_errors=True)
-        raise BrowserUnavailable(f"{target}: not a folder traindoc created for Mermaid; nothing was replaced")
+        raise BrowserUnavailable(f"{target}: not a folder traindoc created; nothing was replaced")
     if target.exists():
         foreign = sorted(p.name for p in target.iterdir() if p.name not in ours or not p.is_file())
         if foreign:

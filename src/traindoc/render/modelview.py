@@ -209,7 +209,8 @@ def quiet_entering_edges(
 ) -> frozenset[tuple[str, str]]:
     """Edges that enter a subgraph lose their label: Mermaid puts it on the subgraph's border, on top of
     the subgraph's title. The shape moves onto the source box as a "→ shape" line, so nothing is lost; an
-    input's shape is on the input already. From an op (a small circle) or a subgraph the label stays."""
+    input's shape is on the input already. From an op (a small circle) the label goes only when an edge into
+    the op shows the same shape (a residual add's output is its inputs' shape); from a subgraph it stays."""
     inside: dict[str, frozenset[str]] = {}  # node id -> the subgraphs around it (itself, for a subgraph)
     boxes: dict[str, ViewNode] = {}
 
@@ -225,6 +226,10 @@ def quiet_entering_edges(
     walk(nodes, frozenset())
     quiet: set[tuple[str, str]] = set()
     moved: dict[str, list[str]] = {}
+    shown_into: dict[str, set[str]] = {}
+    for _, d, shape in edges:
+        if shape:
+            shown_into.setdefault(d, set()).add(shape)
     for s, d, shape in edges:
         if inside.get(d, frozenset()) <= inside.get(s, frozenset()):
             continue
@@ -235,7 +240,9 @@ def quiet_entering_edges(
             quiet.add((s, d))
             if shape and shape not in moved.setdefault(s, []):
                 moved[s].append(shape)
-        # from an op (a small circle) or a subgraph the label stays: no box to carry the shape
+        elif src is not None and src.kind == "op" and shape in shown_into.get(s, set()):
+            quiet.add((s, d))
+        # otherwise (a subgraph, an op whose shape changes) the label stays: no box to carry the shape
     for sid, shapes in moved.items():
         n = boxes[sid]
         line = "→ " + " · ".join(shapes)
