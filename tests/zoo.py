@@ -340,6 +340,48 @@ class MetaRefusing(nn.Module):
         return x[top[:, 0]]
 
 
+class NeedsBF16ThenRefuses(nn.Module):
+    """Demands bfloat16 like a fused mixture-of-experts kernel, then refuses meta anyway (data-dependent
+    indexing): the bfloat16 retry fails too, so the model stays untraced with its first reason."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype != torch.bfloat16:
+            raise RuntimeError(f"Expected inputs of BF16 type but got x.dtype={x.dtype}.")
+        return x[torch.nonzero(self.proj(x) > 0)[:, 0]]
+
+
+class StackedExperts(nn.Module):
+    """E experts as stacked weights in one module (no list of modules), dense on every token."""
+
+    def __init__(self, d: int, experts: int) -> None:
+        super().__init__()
+        self.up = nn.Parameter(torch.zeros(experts, d, 2 * d))
+        self.down = nn.Parameter(torch.zeros(experts, 2 * d, d))
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        h = F.silu(torch.einsum("btd,edh->bteh", x, self.up))
+        return torch.einsum("bteh,ehd,bte->btd", h, self.down, weights)
+
+
+class StackedMoE(nn.Module):
+    """Hand-written fused experts (no transformers, no name of its own kind): drawn × E all the same."""
+
+    def __init__(self, d: int = 16, experts: int = 6) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(100, d)
+        self.router = nn.Linear(d, experts, bias=False)
+        self.experts = StackedExperts(d, experts)
+        self.head = nn.Linear(d, 100)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        return self.head(x + self.experts(x, self.router(x).softmax(-1)))
+
+
 # --- models nobody here wrote (transformers, from small configs, on meta, no downloads) ---------------
 
 
@@ -471,6 +513,8 @@ EXTRA: dict[str, tuple[Any, Any]] = {
     "gpt2_8": (gpt2_8, TOKENS),
     "seven_b": (seven_b_shape, _one([1, 4096])),
     "meta_refusing": (MetaRefusing, _one([1, 8])),
+    "bf16_then_refusing": (NeedsBF16ThenRefuses, _one([1, 8])),
+    "stacked_moe": (StackedMoE, TOKENS),
 }
 
 

@@ -28,6 +28,8 @@ class ModuleFact(Record):
     output_shapes: list[str]
     tied_to: str = ""  # every parameter of this module is shared with that earlier module ("" if not)
     counted_params: int = 0  # parameters first held inside this subtree: the rows of one level add up
+    moe: str = ""  # "experts" (E experts fused in one module), "router" (picks among them), "block" (holds both)
+    experts: int = 0  # E, where moe is set
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,6 +67,7 @@ class ModelFacts(Record):
     calls: list[CallFact] = field(default_factory=list)
     traced: bool = True
     untraced_reason: str = ""  # why there is no trace (the model could not be built or run on meta)
+    trace_notes: list[str] = field(default_factory=list)  # how the trace departed from the model as built
     sample_mismatch: list[str] = field(default_factory=list)  # how the sample input differs from real data
 
 

@@ -5,6 +5,7 @@ that say why (``traced=False``), so every other diagram, lint and the commands s
 
 from __future__ import annotations
 
+import copy
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from ..errors import SpecError, TraindocError, UserCodeError
 from ..spec.loader import call, user_traceback
 from ..spec.pipeline import Pipeline
 from ..spec.training import SampleInput
-from . import CallFact, EdgeFact, ModelFacts, ModuleFact, modelbuild, modeltrace
+from . import CallFact, EdgeFact, ModelFacts, ModuleFact, modelbuild, modeltrace, moe
 from .modeltrace import shape_str
 
 DTYPES = {
@@ -135,6 +136,39 @@ def _invoke(model: nn.Module, args: Any) -> Any:
     return model(args)
 
 
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def _trace_cast(
+    model: nn.Module, args: Any, dtype: torch.dtype, failed: modeltrace.TraceFailed
+) -> tuple[modeltrace.Trace, str]:
+    """The one retry after a kernel demanded ``dtype`` (a fused mixture-of-experts matmul wants bfloat16
+    even on meta): a copy of the meta model and the floating-point inputs cast to it, traced on meta again
+    (free: no storage). Never built for real. ``model`` keeps its own dtypes, so parameter bytes stay true.
+    Raises ``failed`` (the first error, the one worth reading) if this trace fails too."""
+    try:
+        cast = copy.deepcopy(model).to(dtype)
+    except Exception:
+        raise failed from None
+    cast_args = modeltrace.cast_floats(args, dtype)
+    try:
+        tr = modeltrace.trace(cast, _named(cast_args), lambda: _invoke(cast, cast_args), moe.opaque(model))
+    except modeltrace.TraceFailed:
+        raise failed from None
+    where = (
+        f"{failed.module} ({type(model.get_submodule(failed.module)).__name__})"
+        if failed.module
+        else "the model's own forward"
+    )
+    said = (str(failed.error).splitlines() or [type(failed.error).__name__])[0].rstrip(".")
+    said = said if len(said) <= 64 else said[:63] + "…"
+    return tr, (
+        f"traced in {_dtype_name(dtype)} (weights and float inputs cast on meta): {where} demands it "
+        f"({said}), parameter bytes are the model's own dtypes"
+    )
+
+
 # --- accounting ------------------------------------------------------------------------------------
 
 
@@ -175,6 +209,7 @@ def module_rows(model: nn.Module, calls: dict[str, int], outputs: dict[str, list
         for p in mod.parameters(recurse=False):
             owner.setdefault(id(p), name)
     rows = []
+    moe_roles = moe.roles(model)
     for name, mod in named.items():
         if first_name[id(mod)] != name:
             continue  # a shared submodule appears once, under its first name
@@ -202,6 +237,8 @@ def module_rows(model: nn.Module, calls: dict[str, int], outputs: dict[str, list
                 output_shapes=outputs.get(name, []),
                 tied_to=tied_to,
                 counted_params=counted,
+                moe=moe_roles.get(name, ("", 0))[0],
+                experts=moe_roles.get(name, ("", 0))[1],
             )
         )
     return rows
@@ -236,23 +273,29 @@ def model_facts(spec: Pipeline, file: Path, strict: bool = True) -> ModelFacts:
     that say why instead of raising (the rest of the pipeline is still documented)."""
     model: nn.Module | None = None
     traced_on = "not built"
+    trace_notes: list[str] = []
     try:
         model, traced_on = modelbuild.build(spec, file)
         inputs, args = sample_inputs(spec, file)
         try:
             try:
                 built = model
-                tr = modeltrace.trace(built, inputs, lambda: _invoke(built, args))
+                tr = modeltrace.trace(built, inputs, lambda: _invoke(built, args), moe.opaque(model))
             except modeltrace.TraceFailed as on_meta:
-                if "meta tensors" not in str(on_meta.error):
+                dtype = modeltrace.required_dtype(on_meta.error)
+                if dtype is not None:
+                    tr, note = _trace_cast(model, args, dtype, on_meta)
+                    traced_on, trace_notes = f"{traced_on}, cast to {_dtype_name(dtype)}", [note]
+                elif "meta tensors" not in str(on_meta.error):
                     raise
-                # the forward reads a tensor's value (``mask.all()``): trace a real CPU instance instead
-                model, traced_on = modelbuild.build_real(spec, file)
-                args = _real(args)
-                inputs = _named(args)
-                real = model
-                with torch.no_grad():
-                    tr = modeltrace.trace(real, inputs, lambda: _invoke(real, args))
+                else:
+                    # the forward reads a tensor's value (``mask.all()``): trace a real CPU instance instead
+                    model, traced_on = modelbuild.build_real(spec, file)
+                    args = _real(args)
+                    inputs = _named(args)
+                    real = model
+                    with torch.no_grad():
+                        tr = modeltrace.trace(real, inputs, lambda: _invoke(real, args), moe.opaque(real))
         except modeltrace.TraceFailed as failed:
             exc = failed.error
             where = (
@@ -294,6 +337,7 @@ def model_facts(spec: Pipeline, file: Path, strict: bool = True) -> ModelFacts:
         ),
         output_shape=shape_str(out.shape) if out is not None else "none",
         traced_on=traced_on,
+        trace_notes=trace_notes,
         sample_mismatch=sample_mismatches(spec, file, model, inputs, tr),
         **account(model),
     )

@@ -12,6 +12,7 @@ Chains of merges that only feed each other inside one module call (``q·cos + ro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
-from torch.utils._pytree import tree_flatten
+from torch.utils._pytree import tree_flatten, tree_map
 
 INPUT, OUTPUT = "input", "output"
 
@@ -161,13 +162,18 @@ class _Tracer(TorchFunctionMode):
             self.mark(out, call_id)
 
 
-def trace(model: nn.Module, inputs: dict[str, torch.Tensor], invoke: Callable[[], Any]) -> Trace:
-    """Run ``invoke()`` (the model's forward on ``inputs``) under hooks; raises :class:`TraceFailed`."""
-    named = dict(model.named_modules(remove_duplicate=False))
+def trace(
+    model: nn.Module, inputs: dict[str, torch.Tensor], invoke: Callable[[], Any], opaque: frozenset[str] = frozenset()
+) -> Trace:
+    """Run ``invoke()`` (the model's forward on ``inputs``) under hooks; raises :class:`TraceFailed`.
+    ``opaque``: modules traced as one leaf call, their inside unseen (fused experts and their kernels)."""
+    named = {
+        n: m for n, m in model.named_modules(remove_duplicate=False) if not any(n.startswith(o + ".") for o in opaque)
+    }
     names_of: dict[int, str] = {}
     for name, mod in named.items():
         names_of.setdefault(id(mod), name)
-    static_leaf = {n for n, m in named.items() if not list(m.children()) and names_of[id(m)] == n}
+    static_leaf = {n for n, m in named.items() if (not list(m.children()) or n in opaque) and names_of[id(m)] == n}
     tracer = _Tracer(names_of, static_leaf)
     for key, tensor in inputs.items():
         tracer.mark(tensor, key)
@@ -190,6 +196,39 @@ def trace(model: nn.Module, inputs: dict[str, torch.Tensor], invoke: Callable[[]
             tracer.edges.setdefault((got[0], OUTPUT), shape_str(t.shape))
     calls, edges = contract(tracer.calls, tracer.edges)
     return Trace(calls=calls, edges=edges, outputs=outs)
+
+
+# A kernel that demands a reduced-precision dtype, as torch's grouped matmul under transformers' fused
+# mixture-of-experts does even on meta: "Expected inputs of BF16 type but got mat_a.dtype=torch.float32 ...".
+# Only a demand ("expected/requires/only supports ... BF16"), never a mismatch between two operands.
+_NEEDS_DTYPE = re.compile(
+    r"\b(?:expected|expects|requires?|needs?|only supports?|must be)\b"
+    r"[^\n]{0,40}?\b(bf16|bfloat16|fp16|float16|half)\b",
+    re.IGNORECASE,
+)
+_MISMATCH = re.compile(r"same dtype|scalar type|dtype mismatch", re.IGNORECASE)
+_DTYPE_WORDS = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+_DTYPE_WORDS |= {"fp16": torch.float16, "float16": torch.float16, "half": torch.float16}
+
+
+def required_dtype(error: BaseException) -> torch.dtype | None:
+    """The floating-point dtype a kernel demanded, or None for any other error (retry nothing else)."""
+    if not isinstance(error, (RuntimeError, TypeError, ValueError)):
+        return None
+    text = str(error)
+    found = _NEEDS_DTYPE.search(text)
+    if found is None or _MISMATCH.search(text):
+        return None
+    return _DTYPE_WORDS[found.group(1).lower()]
+
+
+def cast_floats(value: Any, dtype: torch.dtype) -> Any:
+    """Floating-point tensors in ``value`` cast to ``dtype``; integers (token ids, masks) stay as they are."""
+
+    def one(t: Any) -> Any:
+        return t.to(dtype) if isinstance(t, torch.Tensor) and t.dtype.is_floating_point else t
+
+    return tree_map(one, value)
 
 
 class TraceFailed(Exception):

@@ -129,7 +129,7 @@ def model_diagram(facts: Facts, depth: int | None = None, templates: str | None 
     notes: tuple[str, ...] = ()
     for d, cap in attempts:
         view, folded = build_view(model, d, cap)
-        notes_list = list(folded)
+        notes_list = [*model.trace_notes, *folded]
         if d < chosen_depth:
             notes_list.append(f"depth limited to {d} of {full} to stay within Mermaid's limits")
         elif d < full:

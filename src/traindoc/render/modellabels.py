@@ -67,6 +67,13 @@ def call_label(c: CallFact, tree: CallTree) -> tuple[str, str]:
         return c.op, ""
     title = f"{short_name(c.module)} · {m.cls}"
     detail = params_line(m)
+    if m.moe == "experts":  # E experts fused in one module: drawn like E parallel expert modules
+        title = f"{m.cls} × {m.experts} experts"
+        detail = f"{human(m.total_params // m.experts)} params each · fused" if m.total_params else "fused"
+    elif m.moe == "router" and "router" not in title.lower():
+        detail = "router" + (f" · {detail}" if detail else "")
+    elif m.moe == "block":
+        detail = f"router → experts × {m.experts}" + (f" · {detail}" if detail else "")
     if m.calls > 1:
         k = int(c.id.rsplit("@", 1)[1]) if "@" in c.id else 1
         detail = (detail + " · " if detail else "") + f"call {k} of {m.calls}, shared"

@@ -41,7 +41,9 @@ def table_rows(model: ModelFacts, depth: int) -> list[TableRow]:
             return f"tied to {m.tied_to} (counted there)"
         if m.total_params and m.frozen_params == m.total_params:
             return "frozen"
-        return "not called" if m.name not in used and m.total_params and model.traced else ""
+        if m.name not in used and m.total_params and model.traced:
+            return "not called"
+        return f"{m.experts} experts in one module" if m.moe == "experts" else ""
 
     def level_of(parent: str) -> list[ModuleFact]:
         out: list[ModuleFact] = []

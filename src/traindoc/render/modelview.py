@@ -7,6 +7,8 @@ called three times is three calls). At each level, :func:`~traindoc.render.model
   called N times in a row: ``Layer × N calls``;
 - a repeating pattern of different blocks (hybrid stacks): ``[A → B] × N``;
 - identical siblings of one container that do not feed each other (experts): ``Expert × E parallel``;
+  experts fused into one module (stacked parameters, :mod:`traindoc.facts.moe`) read the same way, as one
+  box ``Experts × E experts`` never opened onto its kernels;
 - anything else stays one unit, so parallel siblings (q, k, v) are drawn side by side.
 
 A unit at a level below ``depth`` is opened: a group shows its calls, a folded run shows one
@@ -87,6 +89,11 @@ class _Builder:
             self.own([c.id], node.id)
             return node
         title, detail = call_label(c, self.tree)
+        m = self.tree.module(c)
+        if m is not None and m.moe == "experts":  # fused experts: one box, never opened onto its kernels
+            node = ViewNode(self.nid(c, "p"), "parallel", title, detail)
+            self.own(self.tree.subtree(c.id), node.id)
+            return node
         if self.tree.kids.get(c.id) and level < self.depth:
             node = ViewNode(self.nid(c, "g"), "group", cluster_title(title, c, self.tree), detail)
             node.children = self.level(c.id, level + 1)
