@@ -110,7 +110,10 @@ def test_modules_called_several_times_are_calls_not_loops() -> None:
     gru = model("gru_lm")
     assert {c.id for c in gru.calls if c.module == "drop"} == {"drop", "drop@2"}
     text = diagrams.diagram(facts_for("gru_lm"), "model").text
-    assert "call 1 of 2, shared" in text and "call 2 of 2, shared" in text
+    # each call drawn where it happens (the weightless dropout inside the box it follows), never one box
+    assert "embed · Embedding → Dropout" in text and "gru · GRU → Dropout" in text
+    unmerged = diagrams.diagram(facts_for("shared"), "model").text  # a module with weights, called twice
+    assert "call 1 of 2, shared" in unmerged and "call 2 of 2, shared" in unmerged
     albert = diagrams.diagram(facts_for("albert"), "model", depth=2).text
     assert "AlbertLayerGroup × 6 calls" in albert and "shared weights" in albert
     t5 = {m.name: m for m in model("t5").modules}

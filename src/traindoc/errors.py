@@ -106,10 +106,10 @@ class StaleError(TraindocError):
 
 
 class BrowserUnavailable(TraindocError):
-    """No headless Chromium (or Playwright, or the pinned Mermaid build) is available."""
+    """No headless Chromium (or Playwright, the pinned Mermaid build or, for exports, the pinned fonts)."""
 
     exit_code = 8
-    meaning = "no browser or pinned Mermaid build"
+    meaning = "no browser, pinned Mermaid build or export fonts"
 
 
 class LintFailed(TraindocError):

@@ -54,17 +54,22 @@ def fetch_mermaid(version: str | None = None, root: Path | None = None) -> Path:
             why = f"timed out after {NPM_TIMEOUT_S:g} s" if code is None else f"failed: {err.strip()[-500:]}"
             raise BrowserUnavailable(f"npm pack mermaid@{version} {why}")
         tgz = next(Path(tmp).glob("mermaid-*.tgz"))
-        staging = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
-        with tarfile.open(tgz) as tar:
-            for name in FILES:
-                member = tar.getmember(f"package/dist/{name}")
-                extracted = tar.extractfile(member)
-                assert extracted is not None
-                (staging / name).write_bytes(extracted.read())
-            lic = tar.extractfile(tar.getmember("package/LICENSE"))
-            if lic is not None:
-                (staging / "LICENSE").write_bytes(lic.read())
-        replace_build(staging, target)
+        target.parent.mkdir(parents=True, exist_ok=True)  # staged beside the target: os.replace never crosses disks
+        staging = Path(tempfile.mkdtemp(dir=target.parent))
+        try:
+            with tarfile.open(tgz) as tar:
+                for name in FILES:
+                    member = tar.getmember(f"package/dist/{name}")
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None
+                    (staging / name).write_bytes(extracted.read())
+                lic = tar.extractfile(tar.getmember("package/LICENSE"))
+                if lic is not None:
+                    (staging / "LICENSE").write_bytes(lic.read())
+            replace_build(staging, target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
     return target / "mermaid.min.js"
 
 

@@ -180,6 +180,7 @@ MEASURE_JS = """
       seen.add(el);
       const boxes = textBoxes(el);
       labels.push({text: text.slice(0, 60), px: parseFloat(style.fontSize) * scale,
+                   title: !!el.closest('.cluster-label'),
                    boxes: boxes.length ? boxes : [[r.left, r.top, r.right, r.bottom]]});
     };
     svg.querySelectorAll('foreignObject').forEach(fo => {
@@ -188,11 +189,20 @@ MEASURE_JS = """
     });
     svg.querySelectorAll('text').forEach(t => { if (!t.closest('foreignObject')) add(t, t); });
     const overlaps = [];
+    const hit = (a, b) =>
+      Math.min(a[2], b[2]) - Math.max(a[0], b[0]) > 1 && Math.min(a[3], b[3]) - Math.max(a[1], b[1]) > 1;
+    // a subgraph title hidden under a box (a wrapped second line under the first row) is text lost too
+    const shapes = [...svg.querySelectorAll('g.node')].map(n => {
+      const b = n.getBoundingClientRect();
+      return {text: 'box: ' + (n.textContent || '').trim().slice(0, 50), box: [b.left, b.top, b.right, b.bottom]};
+    });
+    for (const l of labels.filter(l => l.title))
+      for (const s of shapes)
+        if (l.boxes.some(b => hit(b, s.box))) overlaps.push([l.text, s.text]);
     for (let i = 0; i < labels.length; i++) {
       for (let j = i + 1; j < labels.length; j++) {
-        const hit = labels[i].boxes.some(a => labels[j].boxes.some(b =>
-          Math.min(a[2], b[2]) - Math.max(a[0], b[0]) > 1 && Math.min(a[3], b[3]) - Math.max(a[1], b[1]) > 1));
-        if (hit) overlaps.push([labels[i].text, labels[j].text]);
+        if (labels[i].boxes.some(a => labels[j].boxes.some(b => hit(a, b))))
+          overlaps.push([labels[i].text, labels[j].text]);
       }
     }
     const r = svg.getBoundingClientRect();

@@ -1,9 +1,11 @@
 """``traindoc export``: diagrams for slides — SVG and PNG drawn by the real Mermaid in headless
 Chromium (light or dark), or the ``.mmd`` text. Writes are atomic.
 
-Exported SVG is standalone XML: Mermaid draws labels as SVG ``<text>`` (``htmlLabels: false``, no
-HTML ``<br>`` inside ``foreignObject``), the browser serialises it with ``XMLSerializer``, and Python's
-XML parser must accept it before it is written. The format follows the output's extension.
+Exported SVG is standalone XML, serialised by the browser with ``XMLSerializer`` and accepted by
+Python's XML parser before it is written. By default (``--text outline``) the diagram is laid out in the
+pinned fonts with the site's HTML labels and every label becomes glyph outlines (:mod:`.outline`), so
+no ``foreignObject`` and no font dependence remain; ``--text live`` keeps Mermaid's SVG ``<text>``
+labels (``htmlLabels: false``) in named font families. The format follows the output's extension.
 """
 
 from __future__ import annotations
@@ -111,9 +113,12 @@ def export_text(
                 page.set_viewport_size({"width": int(rendered["width"]), "height": int(rendered["height"])})
                 atomic.write_bytes(output, page.locator("#host").screenshot(type="png"))
                 return output
-            live = outline.outline_labels(page, fontset, family) if fontset is not None else 0
-            if live:
-                print(f"traindoc export: {live} label(s) have characters the pinned fonts lack; they stay text")
+            kept = outline.outline_labels(page, fontset, FONT_FAMILY) if fontset is not None else 0
+            if kept:
+                print(
+                    f"traindoc export: {kept} label(s) stay SVG text in named font families (a character the "
+                    "pinned fonts lack, or italic): they depend on the viewer's fonts"
+                )
             svg = '<?xml version="1.0" encoding="UTF-8"?>\n' + page.evaluate(SERIALIZE_JS) + "\n"
             try:
                 check_svg(svg)

@@ -82,8 +82,9 @@ def fetch_fonts(root: Path | None = None) -> Path:
     npm = shutil.which("npm")
     if npm is None:
         raise BrowserUnavailable("npm not found: install Node.js/npm (Debian: apt-get install npm) to fetch fonts")
+    target.parent.mkdir(parents=True, exist_ok=True)  # staged beside the target: os.replace never crosses disks
     with tempfile.TemporaryDirectory() as tmp:
-        staging = Path(tempfile.mkdtemp(dir=target.parent if target.parent.exists() else None))
+        staging = Path(tempfile.mkdtemp(dir=target.parent))
         try:
             with tarfile.open(_pack(npm, *DEJAVU, Path(tmp))) as tar:
                 for name in ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf"):
@@ -97,10 +98,10 @@ def fetch_fonts(root: Path | None = None) -> Path:
                         _copy(tar, member, staging / m.group(1))
                 _copy(tar, "package/LICENSE", staging / "LICENSE-NotoSansSC")
             _index(staging)
+            replace_build(staging, target, ours={p.name for p in staging.iterdir()})
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        replace_build(staging, target, ours={p.name for p in staging.iterdir()})
     return target
 
 
@@ -153,8 +154,18 @@ class FontSet:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        data = json.loads((folder / COVERAGE).read_text(encoding="utf-8"))
-        self.faces = [
+        broken = f"{folder / COVERAGE}: not the index `traindoc fonts-fetch` writes; delete {folder} and fetch again"
+        try:
+            data = json.loads((folder / COVERAGE).read_text(encoding="utf-8"))
+            if data.get("id") != FONTS_ID or not data.get("faces"):
+                raise BrowserUnavailable(broken)
+            self.faces = self._faces(data)
+        except (OSError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            raise BrowserUnavailable(broken) from None
+
+    @staticmethod
+    def _faces(data: dict[str, Any]) -> list[Face]:
+        return [
             Face(f["file"], f["family"], f["weight"], *(tuple(r[i] for r in f["ranges"]) for i in (0, 1)))
             for f in data["faces"]
         ]
@@ -200,9 +211,22 @@ def mermaid_chars(text: str) -> str:
     return text + _ENTITY.sub(decode, text)
 
 
+@dataclass(frozen=True)
+class Outline:
+    regular: str  # path data, filled
+    fake_bold: str  # glyphs with no bold face (CJK): filled and stroked ``stroke`` wide, as Chromium does
+    stroke: float
+
+
+def fake_bold_width(size: float) -> float:
+    """Skia's synthetic-bold stroke: 1/24 of the size at 9 px, 1/32 at 36 px, interpolated between."""
+    t = min(max((size - 9) / 27, 0.0), 1.0)
+    return size * ((1 - t) / 24 + t / 32)
+
+
 def outline(
     fonts: FontSet, glyphs: list[dict[str, Any]], size: float, bold: bool, matrix: list[float] | None = None
-) -> str | None:
+) -> Outline | None:
     """SVG path data drawing ``glyphs`` ({ch, x, y, rot, w}: where Chromium placed each character, its
     advance) in the pinned fonts; None when a character has no pinned glyph or its advance is not the
     glyph's (give or take kerning, which pulls a pair like ``Te`` up to a third of a glyph closer): the
@@ -214,6 +238,7 @@ def outline(
 
     to_user = Transform(*(matrix or (1, 0, 0, 1, 0, 0)))
     parts: list[str] = []
+    embolden: list[str] = []
     for g in glyphs:
         ch = g["ch"]
         if ch.isspace():
@@ -234,5 +259,5 @@ def outline(
         c, s = math.cos(math.radians(g["rot"])), math.sin(math.radians(g["rot"]))
         place = Transform(k * c, k * s, k * s, -k * c, g["x"], g["y"])
         glyph_set[name].draw(TransformPen(pen, to_user.transform(place)))
-        parts.append(pen.getCommands())
-    return " ".join(p for p in parts if p)
+        (embolden if bold and face.weight < 700 else parts).append(pen.getCommands())
+    return Outline(" ".join(p for p in parts if p), " ".join(p for p in embolden if p), fake_bold_width(size))

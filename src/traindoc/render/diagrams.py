@@ -51,7 +51,25 @@ def count(text: str) -> tuple[int, int, int]:
     return len(nodes), clusters, mermaid.measure(text).edges
 
 
+# Mermaid wraps an HTML subgraph title at 200 px and lays the boxes out as if it had one line, so the
+# second line hides under the first row of boxes (a long CJK + English title did). One line always:
+# Mermaid then sizes the subgraph to the title. A directive, so the site, exports and READMEs all get it.
+TITLE_CSS = (
+    ".cluster-label div, .cluster-label span, .cluster-label p "
+    "{ white-space: nowrap !important; max-width: none !important; }"
+)
+TITLE_DIRECTIVE = '%%{init: {"themeCSS": "' + TITLE_CSS + '"}}%%'
+
+
+def with_one_line_titles(text: str) -> str:
+    """``text`` with :data:`TITLE_DIRECTIVE` before its ``flowchart`` line (once; other text unchanged)."""
+    if TITLE_DIRECTIVE in text:
+        return text
+    return re.sub(r"^(flowchart\b)", TITLE_DIRECTIVE.replace("\\", "\\\\") + "\n\\1", text, count=1, flags=re.M)
+
+
 def _diagram(kind: str, text: str, notes: tuple[str, ...] = ()) -> Diagram:
+    text = with_one_line_titles(text)
     nodes, clusters, edges = count(text)
     return Diagram(kind=kind, text=text, nodes=nodes, clusters=clusters, edges=edges, notes=notes)
 
@@ -89,9 +107,22 @@ def estimate_px(view: ModelView) -> tuple[int, int]:
     return max(per_rank.values(), default=1) * RANK_BOX_PX, ranks * RANK_PX + nesting(view.nodes) * 40
 
 
-def _fits(view: ModelView) -> bool:
+def _stagger(nodes: list[ViewNode]) -> int:
+    """The most blank lines above a subgraph title (three subgraphs opening at once need two)."""
+    return max(
+        (max(len(n.title) - len(n.title.lstrip("\n")), _stagger(n.children)) for n in nodes if n.subgraph), default=0
+    )
+
+
+def _small(view: ModelView) -> bool:
     w, h = estimate_px(view)
     return w <= MAX_WIDTH_PX and h <= MAX_HEIGHT_PX
+
+
+def _fits(view: ModelView) -> bool:
+    """Small enough, and no title pushed down two lines: Mermaid reserves room for one line above a
+    subgraph's first row, so a third title opening at once lands on that row's boxes (measured: BERT)."""
+    return _small(view) and _stagger(view.nodes) < 2
 
 
 def _fitting(model: ModelFacts, depth: int | None, full: int) -> tuple[int, int | None]:
@@ -136,7 +167,7 @@ def model_diagram(facts: Facts, depth: int | None = None, templates: str | None 
             notes_list.append(f"depth {d} of {full}")
         if cap is not None:
             notes_list.append(f"at most {cap} boxes per level")
-        if not _fits(view):
+        if not _small(view):
             notes_list.append("larger than a slide at half scale at this depth (the default depth fits)")
         notes = tuple(notes_list)
         text = render("model.mmd.j2", templates, view=view, facts=facts, notes=notes)

@@ -28,6 +28,7 @@ from . import mermaid
 from .modelfold import CallTree, Unit, fold_runs
 from .modellabels import INDEXED as _INDEXED
 from .modellabels import TITLE_CHARS, call_label, cluster_title, container_name, params_line, run_labels
+from .modelmerge import merge_weightless
 
 
 @dataclass
@@ -41,6 +42,7 @@ class ViewNode:
     detail: str = ""
     children: list[ViewNode] = field(default_factory=list)
     opened: bool = False
+    weightless: str = ""  # a parameter-free leaf's class (ReLU, Dropout): drawn inside the box it follows
 
     @property
     def subgraph(self) -> bool:
@@ -102,6 +104,8 @@ class _Builder:
             self.own([c.id], node.children[0].id if node.children else node.id)
             return node
         node = ViewNode(self.nid(c, "m"), "leaf", title, detail)
+        if m is not None and not m.total_params and not m.tied_to and not self.tree.kids.get(c.id):
+            node.weightless = m.cls
         self.own(self.tree.subtree(c.id), node.id)
         return node
 
@@ -283,7 +287,7 @@ def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelVie
     ends = {i: mermaid.node_id(i, "io") for i in inputs} | {"output": "io_output"}
     shape_of = {e.src: e.shape for e in reversed(model.edges)}
     labels = {i: f"{i.partition(':')[2]} {shape_of[i]}".strip() for i in inputs}
-    edges = route_edges(b, model, ends)
+    edges = merge_weightless(nodes, route_edges(b, model, ends))  # type: ignore[arg-type]
     view = ModelView(
         root_class=model.root_class,
         nodes=nodes,
