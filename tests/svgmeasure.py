@@ -47,6 +47,12 @@ async ([texts]) => {
       take('g.node .label', 'node');
       take('g.edgeLabel .label', 'edge');
       take('g.cluster .cluster-label', 'cluster');
+      host.querySelectorAll('g.node').forEach(n => {  // the boxes themselves: a title under one is hidden
+        idx += 1;
+        const r = n.getBoundingClientRect();
+        boxes.push({kind: 'shape', text: (n.textContent || '').trim().slice(0, 40), el: idx,
+                    x: r.left - origin.left, y: r.top - origin.top, w: r.width, h: r.height});
+      });
       out.push({error: null, width: vb.width, height: vb.height, boxes});
     } catch (e) {
       out.push({error: String(e && e.message || e), width: 0, height: 0, boxes: []});
@@ -81,6 +87,9 @@ class Measured:
                 p, q = b[i], b[j]
                 if p["el"] == q["el"]:
                     continue  # two lines of one label
+                kinds = {p["kind"], q["kind"]}
+                if "shape" in kinds and kinds != {"shape", "cluster"}:
+                    continue  # a box holds its own label; only a subgraph title under a box is lost text
                 dx = min(p["x"] + p["w"], q["x"] + q["w"]) - max(p["x"], q["x"])
                 dy = min(p["y"] + p["h"], q["y"] + q["h"]) - max(p["y"], q["y"])
                 if dx > slack and dy > slack:

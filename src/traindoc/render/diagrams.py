@@ -107,22 +107,13 @@ def estimate_px(view: ModelView) -> tuple[int, int]:
     return max(per_rank.values(), default=1) * RANK_BOX_PX, ranks * RANK_PX + nesting(view.nodes) * 40
 
 
-def _stagger(nodes: list[ViewNode]) -> int:
-    """The most blank lines above a subgraph title (three subgraphs opening at once need two)."""
-    return max(
-        (max(len(n.title) - len(n.title.lstrip("\n")), _stagger(n.children)) for n in nodes if n.subgraph), default=0
-    )
-
-
 def _small(view: ModelView) -> bool:
     w, h = estimate_px(view)
     return w <= MAX_WIDTH_PX and h <= MAX_HEIGHT_PX
 
 
 def _fits(view: ModelView) -> bool:
-    """Small enough, and no title pushed down two lines: Mermaid reserves room for one line above a
-    subgraph's first row, so a third title opening at once lands on that row's boxes (measured: BERT)."""
-    return _small(view) and _stagger(view.nodes) < 2
+    return _small(view)
 
 
 def _fitting(model: ModelFacts, depth: int | None, full: int) -> tuple[int, int | None]:

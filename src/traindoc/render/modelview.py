@@ -175,15 +175,19 @@ class _Builder:
         return self.owner.get(cid)
 
 
-def stagger_titles(nodes: list[ViewNode], lines: int = 0) -> None:
-    """A subgraph first inside another sits at its top, so its title would sit on its parent's: each
-    such title starts one line lower than its parent's."""
-    for i, n in enumerate(nodes):
+def join_first_titles(nodes: list[ViewNode]) -> None:
+    """Mermaid leaves no room for a subgraph's title above a subgraph that opens at its top: the inner
+    box is drawn over the outer title (measured in Chromium: ``features · Sequential`` hidden, and a title
+    pushed one line down lands on the first box). So the outer title moves onto the inner one, as a path
+    (``features · Sequential › 0 · ConvBlock``), and the outer box shows none."""
+    for n in nodes:
         if not n.subgraph:
             continue
-        own = lines + 1 if i == 0 else 0
-        n.title = "\n" * own + n.title
-        stagger_titles(n.children, own)
+        first = n.children[0] if n.children else None
+        if first is not None and first.subgraph and n.title.strip():
+            first.title = f"{n.title} › {first.title}"
+            n.title = " "
+        join_first_titles(n.children)
 
 
 def cap_level(nodes: list[ViewNode], units: list[Unit], cap: int | None, b: _Builder) -> list[ViewNode]:
@@ -280,9 +284,7 @@ def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelVie
     b = _Builder(model, depth, cap)
     root = next((c for c in model.calls if c.parent is None), None)
     nodes = b.level(root.id, 1) if root is not None else []
-    for n in nodes:
-        if n.subgraph:
-            stagger_titles(n.children, 0)
+    join_first_titles(nodes)
     inputs = sorted({e.src for e in model.edges if e.src.startswith("input")})
     ends = {i: mermaid.node_id(i, "io") for i in inputs} | {"output": "io_output"}
     shape_of = {e.src: e.shape for e in reversed(model.edges)}
