@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from traindoc.render import modelview
-from traindoc.render.modelmerge import merge_weightless
-from traindoc.render.modelview import ViewNode, build_view
+from traindoc.render.model import view as modelview
+from traindoc.render.model.merge import merge_weightless
+from traindoc.render.model.view import ViewNode, build_view
 from zoo import ZOO, facts_for
 
 

@@ -10,7 +10,7 @@ import torch
 
 from traindoc.facts import ModelFacts
 from traindoc.render import content, diagrams
-from traindoc.render.modelview import build_view
+from traindoc.render.model.view import build_view
 from zoo import ZOO, facts_for
 
 

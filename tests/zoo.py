@@ -10,6 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo_hf import albert, bert, dpt, gpt2, gpt2_2, gpt2_8, hf_resnet, llama, mixtral, t5, upernet, vit
+
 
 class BasicBlock(nn.Module):
     def __init__(self, c_in: int, c_out: int, stride: int = 1) -> None:
@@ -382,107 +384,12 @@ class StackedMoE(nn.Module):
         return self.head(x + self.experts(x, self.router(x).softmax(-1)))
 
 
-# --- models nobody here wrote (transformers, from small configs, on meta, no downloads) ---------------
-
-
-def _hf(config_cls: str, model_cls: str, **kw: Any) -> Any:
-    import transformers
-
-    config = getattr(transformers, config_cls)(**kw)
-    return getattr(transformers, model_cls)(config)
-
-
-TINY = {"hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 1000}
-
-
-def bert() -> nn.Module:
-    return _hf("BertConfig", "BertModel", **TINY, num_hidden_layers=4, max_position_embeddings=64)
-
-
-def gpt2(layers: int = 4) -> nn.Module:
-    return _hf(
-        "GPT2Config",
-        "GPT2LMHeadModel",
-        n_embd=64,
-        n_layer=layers,
-        n_head=4,
-        vocab_size=1000,
-        n_positions=64,
-        bos_token_id=0,
-        eos_token_id=0,
-    )
-
-
-def gpt2_2() -> nn.Module:
-    return gpt2(2)
-
-
-def gpt2_8() -> nn.Module:
-    return gpt2(8)
-
-
-def llama() -> nn.Module:
-    return _hf("LlamaConfig", "LlamaForCausalLM", **TINY, num_hidden_layers=4, num_key_value_heads=2)
-
-
-def t5() -> nn.Module:
-    return _hf(
-        "T5Config",
-        "T5ForConditionalGeneration",
-        d_model=64,
-        d_kv=16,
-        d_ff=128,
-        num_layers=3,
-        num_heads=4,
-        vocab_size=1000,
-    )
-
-
-def vit() -> nn.Module:
-    return _hf(
-        "ViTConfig",
-        "ViTModel",
-        hidden_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=128,
-        image_size=32,
-        patch_size=8,
-    )
-
-
-def hf_resnet() -> nn.Module:
-    return _hf(
-        "ResNetConfig",
-        "ResNetModel",
-        embedding_size=16,
-        hidden_sizes=[16, 32, 64, 128],
-        depths=[3, 4, 6, 3],
-        layer_type="bottleneck",
-    )
-
-
-def albert() -> nn.Module:
-    return _hf("AlbertConfig", "AlbertModel", **TINY, embedding_size=32, num_hidden_layers=6)
-
-
-def mixtral() -> nn.Module:
-    return _hf(
-        "MixtralConfig",
-        "MixtralForCausalLM",
-        **TINY,
-        num_hidden_layers=2,
-        num_key_value_heads=2,
-        num_local_experts=4,
-        num_experts_per_tok=2,
-    )
-
-
 def _one(shape: list[int], dtype: str = "float32") -> dict[str, Any]:
     return {"shape": shape, "dtype": dtype}
 
 
 TOKENS = _one([1, 16], "int64")
+# models nobody here wrote: transformers, from small configs, on meta, no downloads (tests/zoo_hf.py)
 ZOO: dict[str, tuple[Any, Any]] = {
     "resnet": (ResNetish, _one([1, 3, 32, 32])),
     "transformer": (TransformerClassifier, TOKENS),
@@ -505,9 +412,11 @@ ZOO: dict[str, tuple[Any, Any]] = {
     "hf_resnet": (hf_resnet, _one([1, 3, 64, 64])),
     "albert": (albert, TOKENS),
     "mixtral": (mixtral, TOKENS),
+    "dpt": (dpt, _one([1, 3, 32, 32])),
+    "upernet": (upernet, _one([2, 3, 64, 64])),  # batch 2: its pyramid pooling batch-norms a 1×1 map
 }
 # models drawn in the readability tests (feed-forward, no cycles allowed)
-OUTSIDE = ("bert", "gpt2", "llama", "t5", "vit", "hf_resnet", "albert", "mixtral")
+OUTSIDE = ("bert", "gpt2", "llama", "t5", "vit", "hf_resnet", "albert", "mixtral", "dpt", "upernet")
 EXTRA: dict[str, tuple[Any, Any]] = {
     "gpt2_2": (gpt2_2, TOKENS),
     "gpt2_8": (gpt2_8, TOKENS),

@@ -127,6 +127,6 @@ def _block(
 
 
 def _model_rows(facts: Facts, depth: int) -> list[Any]:
-    from .modeltable import table_rows
+    from .model.table import table_rows
 
     return list(table_rows(facts.model, depth))

@@ -1,6 +1,6 @@
 """Diagrams from facts: system, model, data, distributed (the run chart is :mod:`traindoc.render.charts`).
 
-Python decides structure (:mod:`.modelview`: folding runs, depth, which edges survive); the templates
+Python decides structure (:mod:`.model.view`: folding runs, depth, which edges survive); the templates
 (``<kind>.mmd.j2``) decide presentation. The model diagram's default depth is the deepest whose
 estimated size fits a slide and a docs column; any depth is lowered, then levels capped, until it fits
 Mermaid's default limits, and the notes say what was folded.
@@ -16,7 +16,8 @@ from ..errors import DiagramError
 from ..facts import Facts, ModelFacts
 from . import mermaid
 from .env import render
-from .modelview import ModelView, ViewNode, build_view, max_depth
+from .model.size import estimate_px
+from .model.view import ModelView, build_view, max_depth
 
 Kind = Literal["system", "model", "data", "distributed"]
 KINDS: tuple[Kind, ...] = ("system", "model", "data", "distributed")
@@ -81,30 +82,6 @@ COLUMN_PX = 700  # a docs column; text must stay >= MIN_TEXT_PX there
 FONT_PX, MIN_TEXT_PX = 16, 9
 MAX_WIDTH_PX = COLUMN_PX * FONT_PX // MIN_TEXT_PX  # 1244: wider renders shrink text below 9 px
 MAX_HEIGHT_PX = 2 * SLIDE_PX[1]
-RANK_PX, RANK_BOX_PX = 120, 220
-
-
-def estimate_px(view: ModelView) -> tuple[int, int]:
-    """A rough rendered size (width, height): ranks by longest path, boxes per rank (calibrated on the zoo
-    against Chromium; the slow tests measure the real thing)."""
-    rank: dict[str, int] = {i: 0 for i, _ in view.inputs}
-    for _ in range(len(view.edges) + 1):  # longest path in a DAG, relaxed until stable
-        changed = False
-        for s, d, _ in view.edges:
-            r = rank.setdefault(s, 0) + 1
-            if rank.get(d, -1) < r:
-                rank[d], changed = r, True
-        if not changed:
-            break
-    per_rank: dict[int, int] = {}
-    for r in rank.values():
-        per_rank[r] = per_rank.get(r, 0) + 1
-
-    def nesting(nodes: list[ViewNode]) -> int:
-        return max((1 + nesting(n.children) for n in nodes if n.subgraph), default=0)
-
-    ranks = max(rank.values(), default=0) + 1
-    return max(per_rank.values(), default=1) * RANK_BOX_PX, ranks * RANK_PX + nesting(view.nodes) * 40
 
 
 def _small(view: ModelView) -> bool:

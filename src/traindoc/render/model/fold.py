@@ -1,7 +1,7 @@
 """Folding a level of the call tree into units (pure; no torch): sequential runs of identical blocks,
 repeating patterns of different blocks, parallel identical siblings; everything else stays single.
 
-:mod:`traindoc.render.modelview` draws the units; this module only decides them.
+:mod:`traindoc.render.model.view` draws the units; this module only decides them.
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from ..facts import CallFact, ModelFacts, ModuleFact
-from .modellabels import INDEXED as _INDEXED
+from ...facts import CallFact, ModelFacts, ModuleFact
+from .labels import INDEXED as _INDEXED
 
 MAX_PERIOD = 4
 
@@ -40,6 +40,7 @@ class CallTree:
         self.modules = {m.name: m for m in model.modules}
         self.edges = model.edges
         self._sub: dict[str, list[str]] = {}
+        self._sig: dict[str, str] = {}
 
     def subtree(self, cid: str) -> list[str]:
         if cid not in self._sub:
@@ -53,8 +54,15 @@ class CallTree:
         return self.modules.get(c.module) if not c.op else None
 
     def signature(self, c: CallFact) -> str:
-        m = self.module(c)
-        return f"op:{c.op}" if m is None else m.signature
+        """What a call is and what it does: its module's signature and, in order, its calls' signatures.
+        Two calls of equal modules that call different things inside (DPT's first fusion layer skips the
+        residual branch the others run) are not the same block, so a run does not fold over them."""
+        if c.id not in self._sig:
+            m = self.module(c)
+            own = f"op:{c.op}" if m is None else m.signature
+            inner = ",".join(self.signature(k) for k in self.kids.get(c.id, []))
+            self._sig[c.id] = f"{own}({inner})" if inner else own
+        return self._sig[c.id]
 
     def links(self, items: list[CallFact]) -> set[tuple[int, int]]:
         """(i, j): some call inside item i feeds some call inside item j."""

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..facts import ModelFacts, ModuleFact
-from .modellabels import INDEXED as _INDEXED
+from ...facts import ModelFacts, ModuleFact
+from .labels import INDEXED as _INDEXED
 
 
 @dataclass(frozen=True)

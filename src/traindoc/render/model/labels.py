@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from ..facts import CallFact, ModuleFact
+from ...facts import CallFact, ModuleFact
 
 if TYPE_CHECKING:
-    from .modelfold import CallTree, Unit
+    from .fold import CallTree, Unit
 
 TITLE_CHARS = 24  # about 200 px at 16 px: Mermaid wraps longer subgraph titles onto a second line
 INDEXED = re.compile(r"^(.*)\.(\d+)$")

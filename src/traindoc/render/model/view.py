@@ -1,7 +1,8 @@
 """From a model's traced calls to what the model diagram draws (pure; no torch).
 
 The view is the *call* tree: the children of a call are the calls made inside it, in order (a module
-called three times is three calls). At each level, :func:`~traindoc.render.modelfold.fold_runs` groups calls into units:
+called three times is three calls). At each level, :func:`~traindoc.render.model.fold.fold_runs`
+groups calls into units:
 
 - a sequential run of identical blocks (block i feeds block i+1): ``Block × N``; a shared module
   called N times in a row: ``Layer × N calls``;
@@ -23,12 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ..facts import CallFact, ModelFacts, ModuleFact
-from . import mermaid
-from .modelfold import CallTree, Unit, fold_runs
-from .modellabels import INDEXED as _INDEXED
-from .modellabels import TITLE_CHARS, call_label, cluster_title, container_name, params_line, run_labels
-from .modelmerge import merge_weightless
+from ...facts import CallFact, ModelFacts, ModuleFact
+from .. import mermaid
+from .fold import CallTree, Unit, fold_runs
+from .labels import INDEXED as _INDEXED
+from .labels import TITLE_CHARS, call_label, cluster_title, container_name, params_line, run_labels
+from .merge import merge_weightless
+from .ushape import rising_edges
 
 
 @dataclass
@@ -60,6 +62,7 @@ class ModelView:
     total_params: int
     notes: tuple[str, ...]
     quiet: frozenset[tuple[str, str]] = frozenset()  # edges drawn without a label (their shape is on the source)
+    rising: frozenset[tuple[str, str]] = frozenset()  # edges drawn bottom-up: the decoder side of a U
 
 
 class _Builder:
@@ -290,11 +293,13 @@ def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelVie
     shape_of = {e.src: e.shape for e in reversed(model.edges)}
     labels = {i: f"{i.partition(':')[2]} {shape_of[i]}".strip() for i in inputs}
     edges = merge_weightless(nodes, route_edges(b, model, ends))  # type: ignore[arg-type]
+    tops = top_level(nodes)
     view = ModelView(
         root_class=model.root_class,
         nodes=nodes,
         edges=edges,
         quiet=quiet_entering_edges(nodes, edges, frozenset(ends[i] for i in inputs)),
+        rising=rising_edges(edges, "io_output", lambda n: tops.get(n, n)),
         inputs=[(ends[i], labels[i]) for i in inputs],
         output_id="io_output",
         output_shape=model.output_shape,
@@ -306,6 +311,20 @@ def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelVie
     if missing:
         notes.append("not called in the traced forward: " + ", ".join(missing))
     return view, notes
+
+
+def top_level(nodes: list[ViewNode]) -> dict[str, str]:
+    """Every drawn node's id -> the id of the top-level box or subgraph that holds it."""
+    out: dict[str, str] = {}
+
+    def walk(n: ViewNode, top: str) -> None:
+        out[n.id] = top
+        for c in n.children:
+            walk(c, top)
+
+    for n in nodes:
+        walk(n, n.id)
+    return out
 
 
 def max_depth(model: ModelFacts) -> int:
