@@ -99,16 +99,20 @@ def test_outlines_draw_every_label_where_chromium_laid_out_its_text(name: str, s
     assert name != "toy" or backgrounds  # the edge label's background is opaque, as on the page
 
 
-@pytest.mark.browser
-def test_a_label_without_pinned_glyphs_stays_text_and_says_so(tmp_path: Path) -> None:
-    fonts_or_skip()
-    out = tmp_path / "x.svg"
+def _export_svg(text: str, out: Path) -> subprocess.CompletedProcess[str]:
+    """``export_text`` in a fresh process (what it prints is part of the contract)."""
     code = (
         "import sys; from pathlib import Path; from traindoc.export import export; "
         "export.export_text(sys.argv[1], 'toy', 'svg', Path(sys.argv[2]))"
     )
-    text = 'flowchart LR\n  a["🙂 party"] --> b["训练"]'
-    proc = subprocess.run([sys.executable, "-c", code, text, str(out)], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run([sys.executable, "-c", code, text, str(out)], capture_output=True, text=True, cwd=REPO)
+
+
+@pytest.mark.browser
+def test_a_label_without_pinned_glyphs_stays_text_and_says_so(tmp_path: Path) -> None:
+    fonts_or_skip()
+    out = tmp_path / "x.svg"
+    proc = _export_svg('flowchart LR\n  a["🙂 party"] --> b["训练"]', out)
     assert proc.returncode == 0, proc.stderr
     assert "1 label(s) stay SVG text" in proc.stdout
     root = ET.parse(out).getroot()
@@ -123,12 +127,8 @@ def test_a_label_kept_as_text_sits_inside_its_box(tmp_path: Path, session_browse
     too far left, out of the box. Italic (no pinned italic face) and an emoji both fall back."""
     fonts_or_skip()
     out = tmp_path / "x.svg"
-    code = (
-        "import sys; from pathlib import Path; from traindoc.export import export; "
-        "export.export_text(sys.argv[1], 'toy', 'svg', Path(sys.argv[2]))"
-    )
     text = 'flowchart LR\n  a["🙂 party time with a long label"] --> b["<i>italic words here</i>"] --> c["训练"]'
-    proc = subprocess.run([sys.executable, "-c", code, text, str(out)], capture_output=True, text=True, cwd=REPO)
+    proc = _export_svg(text, out)
     assert proc.returncode == 0 and "2 label(s) stay SVG text" in proc.stdout, proc.stderr
     page = session_browser.new_page()  # type: ignore[attr-defined]
     try:
@@ -268,7 +268,7 @@ def _glyphs(fs: fonts.FontSet, text: str, size: float) -> list[dict[str, object]
         assert face is not None
         font = fs.font(face)
         w = font["hmtx"][font.getBestCmap()[ord(ch)]][0] * size / font["head"].unitsPerEm
-        out.append({"ch": ch, "x": x, "y": 20.0, "rot": 0.0, "w": w})
+        out.append({"ch": ch, "x": x, "y": 20.0, "w": w})
         x += w
     return out
 

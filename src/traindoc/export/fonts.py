@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import math
 import os
 import re
 import shutil
@@ -227,7 +226,7 @@ def fake_bold_width(size: float) -> float:
 def outline(
     fonts: FontSet, glyphs: list[dict[str, Any]], size: float, bold: bool, matrix: list[float] | None = None
 ) -> Outline | None:
-    """SVG path data drawing ``glyphs`` ({ch, x, y, rot, w}: where Chromium placed each character, its
+    """SVG path data drawing ``glyphs`` ({ch, x, y, w}: where Chromium placed each character, its
     advance) in the pinned fonts; None when a character has no pinned glyph or its advance is not the
     glyph's (give or take kerning, which pulls a pair like ``Te`` up to a third of a glyph closer): the
     label then stays text, never a wrong outline. ``matrix`` (SVG ``a b c d e f``) maps the positions'
@@ -256,8 +255,7 @@ def outline(
             return None
         glyph_set = font.getGlyphSet()
         pen = SVGPathPen(glyph_set, ntos=lambda v: f"{v:.2f}".rstrip("0").rstrip("."))
-        c, s = math.cos(math.radians(g["rot"])), math.sin(math.radians(g["rot"]))
-        place = Transform(k * c, k * s, k * s, -k * c, g["x"], g["y"])
+        place = Transform(k, 0, 0, -k, g["x"], g["y"])  # font units, y up → px at the baseline, y down
         glyph_set[name].draw(TransformPen(pen, to_user.transform(place)))
         (embolden if bold and face.weight < 700 else parts).append(pen.getCommands())
     return Outline(" ".join(p for p in parts if p), " ".join(p for p in embolden if p), fake_bold_width(size))

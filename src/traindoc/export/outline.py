@@ -88,7 +88,7 @@ COLLECT_JS = """() => {
         const rects = range.getClientRects();
         if (!rects.length || /\\s/.test(ch)) continue;  // collapsed or white space: nothing to draw
         const r = rects[0];
-        run.glyphs.push({ch: ch, x: r.left, y: r.top + delta, rot: 0, w: r.width});
+        run.glyphs.push({ch: ch, x: r.left, y: r.top + delta, w: r.width});
       }
       if (run.glyphs.length) item.runs.push(run);
     }
