@@ -33,15 +33,20 @@ def _acyclic(pairs: list[tuple[str, str]]) -> bool:
     return all(state.get(n) is not None or visit(n) for n in list(succ))
 
 
+U_SHAPED = ("unet", "unet_interp", "unet_folded")  # the last two: tests/zoo_u.py
+
+
+@pytest.mark.parametrize("name", U_SHAPED)
 @pytest.mark.parametrize("depth", [1, 2, 3])
-def test_the_unet_goes_down_and_comes_back_up_beside_itself(depth: int) -> None:
-    view, _ = build_view(facts_for("unet").model, depth, None)
+def test_a_unet_goes_down_and_comes_back_up_beside_itself(name: str, depth: int) -> None:
+    view, _ = build_view(facts_for(name).model, depth, None)
     rank = ranks(view)
     assert view.rising, "the UNet is drawn as one column"
     for s, d in view.rising:  # the decoder: every module sits above the one that feeds it
         assert rank[d] < rank[s], (s, d)
     concats = [i for i in rank if i.startswith("o_concat")]
-    assert len([(s, d) for s, d, _ in view.edges if d in concats and (s, d) not in view.rising]) == 2  # skips
+    skips = [(s, d) for s, d, _ in view.edges if d in concats and (s, d) not in view.rising]
+    assert len(skips) == len(concats) >= 2  # every skip goes straight across, the rest rises
     chain = len({n for e in view.edges for n in e[:2]})
     assert max(rank.values()) + 1 <= chain // 2 + 3  # about half the ranks of the single column
 
@@ -61,12 +66,12 @@ def test_the_unet_diagram_writes_rising_edges_target_first_and_hides_their_other
         assert any(d.endswith(receiver[-6:]) and s.endswith(sender[-6:]) for s, d in view.rising)
 
 
-@pytest.mark.parametrize("name", [n for n in ZOO if n != "unet"])
+@pytest.mark.parametrize("name", [*(n for n in ZOO if n != "unet"), "tokres", "swin2sr"])
 def test_no_other_zoo_model_is_folded_into_a_u(name: str) -> None:
     m = facts_for(name).model
     if not m.traced:
         pytest.skip("not traced")
-    for depth in range(1, min(max_depth(m), 4) + 1):
+    for depth in range(1, max_depth(m) + 1):  # Swin2SR's tokens inside its images read as a U at depth 5
         view, _ = build_view(m, depth, None)
         assert view.rising == frozenset(), f"{name} at depth {depth}"  # residuals, routers, T5's bias
 
@@ -142,6 +147,19 @@ def test_in_chromium_the_u_points_every_arrow_at_its_receiver_and_halves_the_hei
             assert dy < 0.2 * u["height"], (s, d, dy)
 
 
+@pytest.mark.slow
+@pytest.mark.browser
+def test_in_chromium_no_title_of_a_rising_level_is_hidden(session_browser: Any) -> None:
+    """A subgraph drawn bottom-up has its last child at the top, under its title: the title moves onto
+    that child as in a top-down subgraph, and an edge leaving it upwards puts its shape on its source."""
+    from svgmeasure import measure
+
+    cases = [(n, d) for n in U_SHAPED for d in range(1, max_depth(facts_for(n).model) + 1)]
+    texts = [diagrams.diagram(facts_for(n), "model", depth=d).text for n, d in cases]
+    for (name, depth), m in zip(cases, measure(texts, session_browser), strict=True):
+        assert m.error is None and m.overlaps() == [], f"{name} at depth {depth}: {m.overlaps()[:3]}"
+
+
 # --- the rule on graphs nobody drew --------------------------------------------------------------------
 
 
@@ -187,6 +205,20 @@ def test_property_any_unet_folds_at_its_bottom(levels: int, blocks: int) -> None
 @given(levels=st.integers(2, 5), blocks=st.integers(1, 3))
 def test_property_skips_of_one_size_are_residuals_not_a_u(levels: int, blocks: int) -> None:
     assert rising_edges(_unet(levels, blocks, shapes=False), "io_output", lambda n: n) == frozenset()
+
+
+def test_three_dim_skips_never_make_a_u_not_even_a_1d_unet() -> None:
+    """``1×256×16`` may be tokens × channels or channels × length: a residual on tokens inside an image's
+    would read as a smaller size (Swin2SR), so three-dim skips are never nested, and a UNet over a
+    sequence (``1×C×L``) keeps the column (documented in render/model/ushape.py)."""
+
+    def sequence(shape: str) -> str:
+        b, c, h, w = (int(x) for x in shape.split("×"))
+        return f"{b}×{c}×{h * w}"
+
+    assert rising_edges(_unet(3, 2), "io_output", lambda n: n)  # the same graph on images is a U
+    edges = [(s, d, sequence(sh)) for s, d, sh in _unet(3, 2)]
+    assert rising_edges(edges, "io_output", lambda n: n) == frozenset()
 
 
 @settings(max_examples=150, deadline=None)

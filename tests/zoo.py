@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo_hf import albert, bert, dpt, gpt2, gpt2_2, gpt2_8, hf_resnet, llama, mixtral, t5, upernet, vit
+from zoo_hf import albert, bert, dpt, gpt2, gpt2_2, gpt2_8, hf_resnet, llama, mixtral, swin2sr, t5, upernet, vit
+from zoo_u import TokenMixerInConvResidual, UNetFolded, UNetInterp, double_conv
 
 
 class BasicBlock(nn.Module):
@@ -145,12 +146,6 @@ class LSTMTagger(nn.Module):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         seq, _ = self.lstm(self.embed(tokens))
         return self.out(seq)
-
-
-def double_conv(c_in: int, c_out: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(), nn.Conv2d(c_out, c_out, 3, padding=1), nn.ReLU()
-    )
 
 
 class UNet(nn.Module):
@@ -424,6 +419,10 @@ EXTRA: dict[str, tuple[Any, Any]] = {
     "meta_refusing": (MetaRefusing, _one([1, 8])),
     "bf16_then_refusing": (NeedsBF16ThenRefuses, _one([1, 8])),
     "stacked_moe": (StackedMoE, TOKENS),
+    "unet_interp": (UNetInterp, _one([1, 1, 32, 32])),
+    "unet_folded": (UNetFolded, _one([1, 1, 32, 32])),
+    "tokres": (TokenMixerInConvResidual, _one([1, 3, 16, 16])),
+    "swin2sr": (swin2sr, _one([1, 3, 16, 16])),
 }
 
 

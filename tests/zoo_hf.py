@@ -131,3 +131,18 @@ def upernet() -> nn.Module:
         backbone_config=backbone, hidden_size=16, num_labels=3, use_auxiliary_head=False
     )
     return transformers.UperNetForSemanticSegmentation(config)
+
+
+def swin2sr() -> nn.Module:
+    """Super-resolution: Swin transformer layers (tokens) inside convolution residuals (images)."""
+    return _hf(
+        "Swin2SRConfig",
+        "Swin2SRForImageSuperResolution",
+        image_size=16,
+        patch_size=1,
+        embed_dim=16,
+        depths=[2, 2],
+        num_heads=[2, 2],
+        window_size=4,
+        upscale=2,
+    )

@@ -13,12 +13,14 @@ for the edges and edge labels between boxes it does not count. The slow tests me
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-RANK_PX = 120  # a box, its edge and the edge's shape label
+RANK_PX = 120  # a box of two lines, its edge and the edge's shape label
+LINE_PX = 24  # each further line of the tallest box on a rank
 TITLE_PX = 40  # one level of subgraph titles
 CHAR_PX, WRAP_PX, BOX_PAD_PX, GAP_PX, CLUSTER_PAD_PX, OP_PX = 8.0, 200, 30, 30, 16, 50
 WIDTH_FACTOR = 1.28
@@ -67,14 +69,32 @@ def ranks(view: View) -> dict[str, int]:
     return rank
 
 
+def _lines(text: str) -> list[str]:
+    return [line for line in re.split(r"\n|<br>", text) if line]
+
+
 def _text_px(text: str) -> float:
-    return max((len(line) for line in re.split(r"\n|<br>", text)), default=0) * CHAR_PX
+    return max((len(line) for line in _lines(text)), default=0) * CHAR_PX
+
+
+def _word_px(text: str) -> float:
+    return max((len(w) for w in text.split()), default=0) * CHAR_PX
 
 
 def _box_px(n: Box) -> float:
+    """Mermaid wraps a label at spaces past 200 px; one word longer than that (a class name such as
+    ``MBartLearnedPositionalEmbedding``) widens the box instead."""
     if n.kind == "op":
         return OP_PX
-    return min(max(_text_px(n.title), _text_px(n.detail)), WRAP_PX) + BOX_PAD_PX
+    text = max(_text_px(n.title), _text_px(n.detail))
+    return max(min(text, WRAP_PX), _word_px(n.title), _word_px(n.detail)) + BOX_PAD_PX
+
+
+def _box_lines(n: Box) -> int:
+    """Lines of text in a box once Mermaid has wrapped them."""
+    if n.kind == "op":
+        return 1
+    return sum(max(1, math.ceil(len(line) * CHAR_PX / WRAP_PX)) for line in _lines(f"{n.title}\n{n.detail}"))
 
 
 def estimate_px(view: View) -> tuple[int, int]:
@@ -100,9 +120,17 @@ def estimate_px(view: View) -> tuple[int, int]:
     def nesting(nodes: Sequence[Box]) -> int:
         return max((1 + nesting(n.children) for n in nodes if n.subgraph), default=0)
 
+    def leaves(nodes: Sequence[Box]) -> list[Box]:
+        return [x for n in nodes for x in (leaves(n.children) if n.subgraph else [n])]
+
+    lines: dict[int, int] = {}  # the most lines of any box on each rank
+    for n in leaves(view.nodes):
+        r = rank.get(n.id, 0)
+        lines[r] = max(lines.get(r, 1), _box_lines(n))
     inputs = [_Pill(i, "input " + label) for i, label in view.inputs]
     w = width([*view.nodes, *inputs], "") * WIDTH_FACTOR
-    return round(w), (max(rank.values(), default=0) + 1) * RANK_PX + nesting(view.nodes) * TITLE_PX
+    extra = sum(max(0, k - 2) for k in lines.values()) * LINE_PX  # a rank of two-line boxes is RANK_PX
+    return round(w), (max(rank.values(), default=0) + 1) * RANK_PX + extra + nesting(view.nodes) * TITLE_PX
 
 
 @dataclass

@@ -12,14 +12,17 @@ tensor. :func:`rising_edges` decides which edges those are; the template only wr
 
 When: the longest input→output path (the spine) has two or more skips nested inside each other
 (``a1 < a2 < b2 < b1``). A skip is an edge that carries the spine's own tensor past two or more spine
-nodes to one that also receives a spine tensor of that shape (a concat or an add), and each nested
-skip carries a smaller spatial size (the dims past batch and channel) than the one around it: an
-encoder feeding its decoder at each resolution. What keeps the plain layout:
+nodes to one that also receives a spine tensor of as many dims (a concat or an add; an upsampling by
+``F.interpolate`` is not a box, so the spine's tensor may still show its smaller size), and each nested
+skip is an image or volume (four dims or more) of a smaller spatial size (the dims past batch and
+channel) than the one around it: an encoder feeding its decoder at each resolution. What keeps the
+plain layout:
 
 - residual adds in a ResNet or a transformer follow each other and do not nest;
-- nested skips of one size: a transformer's residual around a router that feeds the experts;
-- T5's position bias (a second output, not the spine's tensor) and its encoder output (met by the
-  decoder's shorter sequence in cross-attention, not by a tensor of its shape);
+- three-dim tensors: ``1×256×16`` is tokens × channels as often as channels × length, so a transformer
+  residual inside a convolution's residual (Swin2SR, MobileViT) would read as a smaller size (a
+  1-D UNet over audio is not recognised either);
+- T5's position bias (a second output, not the spine's tensor);
 - a feature pyramid (UperNet): its lateral convolutions sit between the encoder and the decoder, so
   its skips are paths, not edges. Drawn as a U its laterals fell in steps, and it measured wider and no
   better (depth 4: 2,494 × 2,972 px against 1,454 × 3,914), so it stays a column.
@@ -74,12 +77,13 @@ def _spine(pairs: list[tuple[str, str]], output: str) -> list[str]:
 
 
 def _spatial(shape: str) -> int | None:
-    """The size of a shape past its batch and channel dims (``1×16×8×8`` → 64), None for fewer dims."""
+    """The size of an image or volume past its batch and channel dims (``1×16×8×8`` → 64); None below
+    four dims, where ``1×256×16`` may be tokens × channels as well as channels × length."""
     try:
         dims = [int(x) for x in shape.split("×")]
     except ValueError:
         return None
-    return math.prod(dims[2:]) if len(dims) >= 3 else None
+    return math.prod(dims[2:]) if len(dims) >= 4 else None
 
 
 def _nested_chain(skips: list[Skip]) -> list[Skip]:
@@ -93,16 +97,22 @@ def _nested_chain(skips: list[Skip]) -> list[Skip]:
         for j in range(i):
             pa, pb, outer = skips[j]
             bigger = _spatial(outer)
-            nested = pa < a and b < pb and size is not None and bigger is not None and size < bigger
+            same_dims = _rank(outer) == _rank(shape)
+            nested = pa < a and b < pb and same_dims and size is not None and bigger is not None and size < bigger
             if nested and len(chain_of[j]) > len(best):
                 best = chain_of[j]
         chain_of.append([*best, (a, b, shape)])
     return max(chain_of, key=len, default=[])
 
 
+def _rank(shape: str) -> int:
+    return len(shape.split("×"))
+
+
 def _skips(spine: list[str], pairs: list[tuple[str, str]], shapes: dict[tuple[str, str], str]) -> list[Skip]:
     """Edges that carry the spine's own tensor past two or more spine nodes to one that also receives a
-    spine tensor of the same shape (a concat or an add): (where it leaves, where it rejoins, its shape)."""
+    spine tensor of as many dims (a concat or an add; the spine's may still be drawn at its size before an
+    ``F.interpolate``, which the trace keeps inside the edge): (where it leaves, where it rejoins, its shape)."""
     pos = {n: i for i, n in enumerate(spine)}
     return [
         (pos[s], pos[d], shapes[s, d])
@@ -110,7 +120,8 @@ def _skips(spine: list[str], pairs: list[tuple[str, str]], shapes: dict[tuple[st
         if s in pos
         and d in pos
         and pos[d] - pos[s] >= 2
-        and shapes[s, d] == shapes[s, spine[pos[s] + 1]] == shapes[spine[pos[d] - 1], d]
+        and shapes[s, d] == shapes[s, spine[pos[s] + 1]]
+        and _rank(shapes[s, d]) == _rank(shapes[spine[pos[d] - 1], d])
     ]
 
 

@@ -178,19 +178,35 @@ class _Builder:
         return self.owner.get(cid)
 
 
-def join_first_titles(nodes: list[ViewNode]) -> None:
+def join_first_titles(nodes: list[ViewNode], rising: frozenset[str] = frozenset()) -> None:
     """Mermaid leaves no room for a subgraph's title above a subgraph that opens at its top: the inner
     box is drawn over the outer title (measured in Chromium: ``features · Sequential`` hidden, and a title
     pushed one line down lands on the first box). So the outer title moves onto the inner one, as a path
-    (``features · Sequential › 0 · ConvBlock``), and the outer box shows none."""
+    (``features · Sequential › 0 · ConvBlock``), and the outer box shows none. In a subgraph drawn bottom-up
+    (``rising``: the decoder of a U) the child at the top is the last one."""
     for n in nodes:
         if not n.subgraph:
             continue
-        first = n.children[0] if n.children else None
-        if first is not None and first.subgraph and n.title.strip():
-            first.title = f"{n.title} › {first.title}"
+        top = (n.children[-1] if n.id in rising else n.children[0]) if n.children else None
+        if top is not None and top.subgraph and n.title.strip():
+            top.title = f"{n.title} › {top.title}"
             n.title = " "
-        join_first_titles(n.children)
+        join_first_titles(n.children, rising)
+
+
+def rising_subgraphs(nodes: list[ViewNode], rising: frozenset[tuple[str, str]]) -> frozenset[str]:
+    """Subgraphs drawn bottom-up: an edge between two boxes inside them rises."""
+    out: set[str] = set()
+
+    def walk(n: ViewNode) -> set[str]:
+        inside = {n.id} if not n.subgraph else set().union(*(walk(c) for c in n.children))
+        if n.subgraph and any(s in inside and d in inside for s, d in rising):
+            out.add(n.id)
+        return inside
+
+    for n in nodes:
+        walk(n)
+    return frozenset(out)
 
 
 def cap_level(nodes: list[ViewNode], units: list[Unit], cap: int | None, b: _Builder) -> list[ViewNode]:
@@ -223,12 +239,17 @@ def route_edges(b: _Builder, model: ModelFacts, ends: dict[str, str]) -> list[tu
 
 
 def quiet_entering_edges(
-    nodes: list[ViewNode], edges: list[tuple[str, str, str]], inputs: frozenset[str] = frozenset()
+    nodes: list[ViewNode],
+    edges: list[tuple[str, str, str]],
+    inputs: frozenset[str] = frozenset(),
+    rising: frozenset[tuple[str, str]] = frozenset(),
 ) -> frozenset[tuple[str, str]]:
     """Edges that enter a subgraph lose their label: Mermaid puts it on the subgraph's border, on top of
     the subgraph's title. The shape moves onto the source box as a "→ shape" line, so nothing is lost; an
     input's shape is on the input already. From an op (a small circle) the label goes only when an edge into
-    the op shows the same shape (a residual add's output is its inputs' shape); from a subgraph it stays."""
+    the op shows the same shape (a residual add's output is its inputs' shape); from a subgraph it stays.
+    A rising edge (written target-first) that leaves a subgraph enters it for Mermaid, through its title at
+    the top: its label moves onto its source box the same way."""
     inside: dict[str, frozenset[str]] = {}  # node id -> the subgraphs around it (itself, for a subgraph)
     boxes: dict[str, ViewNode] = {}
 
@@ -249,7 +270,8 @@ def quiet_entering_edges(
         if shape:
             shown_into.setdefault(d, set()).add(shape)
     for s, d, shape in edges:
-        if inside.get(d, frozenset()) <= inside.get(s, frozenset()):
+        drawn_src, drawn_dst = (d, s) if (s, d) in rising else (s, d)
+        if inside.get(drawn_dst, frozenset()) <= inside.get(drawn_src, frozenset()):
             continue
         src = boxes.get(s)
         if s in inputs:  # the input's box already says its shape
@@ -287,19 +309,20 @@ def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelVie
     b = _Builder(model, depth, cap)
     root = next((c for c in model.calls if c.parent is None), None)
     nodes = b.level(root.id, 1) if root is not None else []
-    join_first_titles(nodes)
     inputs = sorted({e.src for e in model.edges if e.src.startswith("input")})
     ends = {i: mermaid.node_id(i, "io") for i in inputs} | {"output": "io_output"}
     shape_of = {e.src: e.shape for e in reversed(model.edges)}
     labels = {i: f"{i.partition(':')[2]} {shape_of[i]}".strip() for i in inputs}
     edges = merge_weightless(nodes, route_edges(b, model, ends))  # type: ignore[arg-type]
     tops = top_level(nodes)
+    rising = rising_edges(edges, "io_output", lambda n: tops.get(n, n))
+    join_first_titles(nodes, rising_subgraphs(nodes, rising))
     view = ModelView(
         root_class=model.root_class,
         nodes=nodes,
         edges=edges,
-        quiet=quiet_entering_edges(nodes, edges, frozenset(ends[i] for i in inputs)),
-        rising=rising_edges(edges, "io_output", lambda n: tops.get(n, n)),
+        quiet=quiet_entering_edges(nodes, edges, frozenset(ends[i] for i in inputs), rising),
+        rising=rising,
         inputs=[(ends[i], labels[i]) for i in inputs],
         output_id="io_output",
         output_shape=model.output_shape,
