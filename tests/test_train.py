@@ -430,6 +430,40 @@ def test_diagnosis_earliest_primary_failure_is_the_root_cause() -> None:
     )
 
 
+TORCHRUN_TAIL = """\
+Failures:
+[1]:
+  time      : 2026-11-28_03:16:09
+  host      : localhost
+  rank      : 0 (local_rank: 0)
+  exitcode  : -15 (pid: 31468)
+  error_file: <N/A>
+  traceback : Signal 15 (SIGTERM) received by PID 31468
+------------------------------------------------------------
+Root Cause (first observed failure):
+[0]:
+  time      : 2026-11-28_03:16:09
+  host      : localhost
+  rank      : 1 (local_rank: 1)
+  exitcode  : 3 (pid: 31469)
+  error_file: <N/A>
+"""
+
+
+def test_two_silent_ranks_name_the_one_torchrun_saw_fail_first(tmp_path: Path) -> None:
+    """Rank 1 exits; torchrun's SIGTERM reaches rank 0, blocked in a collective, before it records
+    anything (a race CI lost once: "rank 0 died"). The launcher's root cause decides."""
+    from traindoc.run.assemble import Launched, diagnose, first_failed_rank
+
+    launched = Launched([1], False, 60, 1.0, "t", 2, 1, 2, "gloo", False, None, None)
+    assert first_failed_rank(tmp_path) is None
+    (tmp_path / "launcher0.log").write_text("W... starting\n" + TORCHRUN_TAIL)
+    assert first_failed_rank(tmp_path) == 1  # the root cause, not the SIGTERM'd rank listed above it
+    died = diagnose(None, [], [0, 1], launched, 3, first_failed_rank(tmp_path))
+    assert died.failed_rank == 1 and died.reason == "rank 1 died at step 3 without reporting an error"
+    assert diagnose(None, [], [0, 1], launched, 3).failed_rank == 0  # without the log: the first silent one
+
+
 def test_failure_kinds() -> None:
     from traindoc.train.session import Terminated
 

@@ -8,6 +8,7 @@ show of a failed run, and ``assemble`` puts the result together.
 
 from __future__ import annotations
 
+import re
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,12 +54,33 @@ def exit_text(code: int) -> str:
     return f"exit code {code}"
 
 
+_ROOT_CAUSE = re.compile(
+    r"Root Cause \(first observed failure\):\s*\[\d+\]:(?:\s*\w+\s*:[^\n]*\n)*?\s*rank\s*:\s*(\d+)"
+)
+
+
+def first_failed_rank(run_dir: Path) -> int | None:
+    """The rank torchrun saw fail first ("Root Cause (first observed failure)" in its log). A rank that
+    dies silently takes its peers down: torchrun's SIGTERM can reach a peer blocked in a collective before
+    it records anything, so two ranks are silent and only the launcher knows which one went first."""
+    for log in sorted(run_dir.glob("launcher*.log")):
+        try:
+            text = log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        m = _ROOT_CAUSE.search(text)
+        if m is not None:
+            return int(m.group(1))
+    return None
+
+
 def diagnose(
     summary: protocol.WorkerSummary | None,
     failures: list[protocol.RankFailure],
     started: list[int],
     launched: Launched,
     last_step: int,
+    first_failed: int | None = None,
 ) -> Outcome:
     if launched.timed_out:
         return Outcome(
@@ -77,7 +99,7 @@ def diagnose(
     primary = [f for f in failures if f.primary]
     root = protocol.root_cause(failures)
     if not primary and silent and launched.world > 1:
-        rank = silent[0]
+        rank = first_failed if first_failed in silent else silent[0]
         waiting = sorted(f.rank for f in failures if f.kind == "peer_timeout")
         if waiting:  # its peers timed out in a collective it never reached: it hung
             who = f"rank {rank}" if len(silent) == 1 else "ranks " + ", ".join(map(str, silent))
@@ -114,7 +136,8 @@ def assemble(facts: Facts, key: str, run_dir: Path, launched: Launched) -> RunRe
     steps, evals = protocol.read_steps(run_dir / protocol.STEPS)
     summary = protocol.read_summary(run_dir)
     last = steps[-1].step if steps else 0
-    outcome = diagnose(summary, protocol.read_failures(run_dir), protocol.started_ranks(run_dir), launched, last)
+    failures, started = protocol.read_failures(run_dir), protocol.started_ranks(run_dir)
+    outcome = diagnose(summary, failures, started, launched, last, first_failed_rank(run_dir))
     status, reason = outcome.status, outcome.reason
     stepsum = results.summarise_steps(steps, facts.training.log_every)
     measured = results.measured_metrics(stepsum, evals)
