@@ -63,6 +63,7 @@ docs: venv mermaid
 
 site-check: venv
 	$(BIN)/python tests/sitecheck.py site
+	$(BIN)/python tests/sitecheck.py site --dark
 
 serve: venv mermaid
 	$(BIN)/mkdocs serve

@@ -5,34 +5,11 @@ from __future__ import annotations
 
 import pytest
 
+from graphs import all_nodes, reach
 from traindoc.render.model import view as modelview
 from traindoc.render.model.merge import merge_weightless
 from traindoc.render.model.view import ViewNode, build_view
 from zoo import ZOO, facts_for
-
-
-def _reach(edges: list[tuple[str, str, str]], keep: set[str]) -> set[tuple[str, str]]:
-    nxt: dict[str, set[str]] = {}
-    for s, d, _ in edges:
-        nxt.setdefault(s, set()).add(d)
-    out = set()
-    for start in keep:
-        seen, todo = set(), [start]
-        while todo:
-            for d in nxt.get(todo.pop(), ()):
-                if d not in seen:
-                    seen.add(d)
-                    todo.append(d)
-        out |= {(start, d) for d in seen if d in keep}
-    return out
-
-
-def _ids(nodes: list[ViewNode]) -> dict[str, ViewNode]:
-    out: dict[str, ViewNode] = {}
-    for n in nodes:
-        out[n.id] = n
-        out |= _ids(n.children)
-    return out
 
 
 @pytest.mark.parametrize("name", [n for n in ZOO if n not in ("gpt2_xl", "deep240", "wide600", "flat600")])
@@ -44,17 +21,17 @@ def test_merging_keeps_every_path_between_the_boxes_still_drawn(
     merged, _ = build_view(model, depth, None)
     monkeypatch.setattr(modelview, "merge_weightless", lambda nodes, edges: edges)
     plain, _ = build_view(model, depth, None)
-    kept, before = set(_ids(merged.nodes)), _ids(plain.nodes)
+    kept, before = set(all_nodes(merged.nodes)), all_nodes(plain.nodes)
     gone = set(before) - kept
     assert all(before[g].weightless and before[g].kind == "leaf" for g in gone)  # only weightless leaves go
     ends = kept | {i for i, _ in plain.inputs} | {plain.output_id}
-    assert _reach(merged.edges, ends) == _reach(plain.edges, ends), name
+    assert reach(merged.edges, ends) == reach(plain.edges, ends), name
     assert len(merged.edges) <= len(plain.edges)
 
 
 def test_a_unet_reads_conv_relu_and_keeps_its_skips() -> None:
     view, _ = build_view(facts_for("unet").model, 3, None)
-    boxes = _ids(view.nodes)
+    boxes = all_nodes(view.nodes)
     titles = [n.title for n in boxes.values()]
     assert not any(t.endswith("· ReLU") for t in titles)  # no ReLU box of its own
     assert sum(t.endswith("Conv2d → ReLU") for t in titles) == 10

@@ -9,29 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from graphs import has_cycle
 from traindoc.render import diagrams
 from traindoc.render.model.size import ranks
 from traindoc.render.model.ushape import rising_edges
 from traindoc.render.model.view import build_view, max_depth
 from zoo import ZOO, facts_for
-
-
-def _acyclic(pairs: list[tuple[str, str]]) -> bool:
-    succ: dict[str, list[str]] = {}
-    for s, d in pairs:
-        succ.setdefault(s, []).append(d)
-    state: dict[str, int] = {}
-
-    def visit(n: str) -> bool:
-        state[n] = 1
-        for m in succ.get(n, []):
-            if state.get(m) == 1 or (state.get(m) is None and not visit(m)):
-                return False
-        state[n] = 2
-        return True
-
-    return all(state.get(n) is not None or visit(n) for n in list(succ))
-
 
 U_SHAPED = ("unet", "unet_interp", "unet_folded")  # the last two: tests/zoo_u.py
 
@@ -232,7 +215,7 @@ def test_property_a_unet_with_any_extra_edges_is_drawn_without_a_loop(data: Any)
             edges.append((order[a], order[b], data.draw(st.sampled_from([_level(0), _level(1), _level(2)]))))
     up = rising_edges(edges, "io_output", lambda n: n)
     assert up <= {(s, d) for s, d, _ in edges}
-    assert _acyclic([(d, s) if (s, d) in up else (s, d) for s, d, _ in edges])
+    assert not has_cycle([(d, s) if (s, d) in up else (s, d) for s, d, _ in edges])
 
 
 @settings(max_examples=80, deadline=None)
@@ -248,4 +231,4 @@ def test_property_whatever_the_graph_the_drawn_edges_never_loop(data: Any) -> No
     edges = [(names[a], names[b], sh) for (a, b), sh in zip(sorted(pairs), shapes, strict=True)]
     up = rising_edges(edges, "io_output", lambda x: x)
     assert up <= {(s, d) for s, d, _ in edges}
-    assert _acyclic([(d, s) if (s, d) in up else (s, d) for s, d, _ in edges])
+    assert not has_cycle([(d, s) if (s, d) in up else (s, d) for s, d, _ in edges])

@@ -164,6 +164,7 @@ def test_zensical_renders_the_fence_formatter_offline(make_project: ProjectFacto
     assert_readable(report, 2)
 
 
+@pytest.mark.extended  # CI builds this site (`make docs`) and checks it light and dark (`make site-check`)
 def test_our_own_site_light_and_dark(tmp_path: Path, session_browser: object) -> None:
     """Every page of this repository's site, screenshotted in both colour schemes and measured."""
     from sitecheck import check_site

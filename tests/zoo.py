@@ -10,7 +10,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from zoo_hf import albert, bert, dpt, gpt2, gpt2_2, gpt2_8, hf_resnet, llama, mixtral, swin2sr, t5, upernet, vit
+from zoo_hf import (
+    albert,
+    bert,
+    dpt,
+    gpt2,
+    gpt2_2,
+    gpt2_8,
+    hf_resnet,
+    llama,
+    mixtral,
+    swin2sr,
+    t5,
+    upernet,
+    vit,
+    wav2vec2_layerdrop,
+)
 from zoo_u import TokenMixerInConvResidual, UNetFolded, UNetInterp, double_conv
 
 
@@ -423,6 +438,7 @@ EXTRA: dict[str, tuple[Any, Any]] = {
     "unet_folded": (UNetFolded, _one([1, 1, 32, 32])),
     "tokres": (TokenMixerInConvResidual, _one([1, 3, 16, 16])),
     "swin2sr": (swin2sr, _one([1, 3, 16, 16])),
+    "wav2vec2_layerdrop": (wav2vec2_layerdrop, _one([1, 1600])),
 }
 
 

@@ -146,3 +146,21 @@ def swin2sr() -> nn.Module:
         window_size=4,
         upscale=2,
     )
+
+
+def wav2vec2_layerdrop() -> nn.Module:
+    """Wav2Vec2 with LayerDrop 0.5: in training mode its forward skips each layer at random."""
+    return _hf(
+        "Wav2Vec2Config",
+        "Wav2Vec2Model",
+        hidden_size=32,
+        num_hidden_layers=6,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_stride=(5, 2),
+        conv_kernel=(10, 3),
+        num_conv_pos_embeddings=8,
+        num_conv_pos_embedding_groups=2,
+        layerdrop=0.5,
+    )

@@ -13,7 +13,10 @@ from ..errors import exit_codes
 
 KIND_HELP = "which diagram (default: system)"
 DIRECTION_HELP = "system/data/distributed layout: auto (top-down, fits a docs column), TB or LR (slides)"
-DEPTH_HELP = "model diagram only: module tree depth (default: the deepest that fits a slide and a docs column)"
+DEPTH_HELP = (
+    "model diagram only: module tree depth (default: the deepest that fits a slide and a docs column; "
+    "a depth given that would miss the slide is drawn compact)"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -116,4 +116,4 @@ def build(spec: Pipeline, file: Path) -> tuple[nn.Module, str]:
         )
     if any(t.device.type != "meta" for t in [*model.parameters(), *model.buffers()]):
         model = copy.deepcopy(model)  # a factory handing out a shared instance: never move the user's object
-    return model.to("meta"), traced_on
+    return model.to("meta").eval(), traced_on  # eval: what a forward always runs (LayerDrop skips at random)

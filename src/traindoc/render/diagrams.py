@@ -16,7 +16,7 @@ from ..errors import DiagramError
 from ..facts import Facts, ModelFacts
 from . import mermaid
 from .env import render
-from .model.size import estimate_px
+from .model.size import ESTIMATE_SPREAD, estimate_px
 from .model.view import ModelView, build_view, max_depth
 
 Kind = Literal["system", "model", "data", "distributed"]
@@ -84,27 +84,47 @@ MAX_WIDTH_PX = COLUMN_PX * FONT_PX // MIN_TEXT_PX  # 1244: wider renders shrink 
 MAX_HEIGHT_PX = 2 * SLIDE_PX[1]
 
 
-def _small(view: ModelView) -> bool:
+def _on_slide(view: ModelView) -> bool:
+    """Estimated to fit a 1920×1080 slide at half scale or more."""
     w, h = estimate_px(view)
-    return w <= MAX_WIDTH_PX and h <= MAX_HEIGHT_PX
+    return w <= 2 * SLIDE_PX[0] and h <= MAX_HEIGHT_PX
 
 
-def _fits(view: ModelView) -> bool:
-    return _small(view)
+def _on_page(view: ModelView) -> bool:
+    """Estimated to fit a slide and a docs column (text no smaller than 9 px): what a default depth needs."""
+    return _on_slide(view) and estimate_px(view)[0] <= MAX_WIDTH_PX
 
 
-def _fitting(model: ModelFacts, depth: int | None, full: int) -> tuple[int, int | None]:
+def _slide_note(view: ModelView) -> str:
+    """Said only where the estimate misses the slide: certain beyond the calibrated spread, else "may"."""
+    w, h = estimate_px(view)
+    if h > MAX_HEIGHT_PX * ESTIMATE_SPREAD:
+        return "larger than a slide at half scale at this depth (the default depth fits)"
+    return (
+        f"may be larger than a slide at half scale at this depth (estimated {w:,} × {h:,} px; the default depth fits)"
+    )
+
+
+def _fitting(model: ModelFacts, depth: int | None, full: int) -> tuple[int, int | None, bool]:
     """Default: the deepest view that fits a slide and a column, else fewer boxes per level. An explicit
-    depth is kept; fewer boxes per level only when that makes it fit."""
+    depth is kept: drawn compact (:mod:`.model.compact`) when the plain drawing misses the slide, and with
+    fewer boxes per level only when the compact one surely misses it too (boxes are not dropped on a guess)."""
     if depth is None:
-        candidates: list[tuple[int, int | None]] = [(d, None) for d in range(full, 0, -1)]
-        candidates += [(1, c) for c in (30, 12, 6)]
-    else:
-        candidates = [(min(depth, full), c) for c in (None, 30, 12)]
-    for d, cap in candidates:
-        if _fits(build_view(model, d, cap)[0]):
-            return d, cap
-    return candidates[-1] if depth is None else candidates[0]
+        candidates: list[tuple[int, int | None, bool]] = [(d, None, False) for d in range(full, 0, -1)]
+        for d, cap, compact in [*candidates, *((1, c, False) for c in (30, 12, 6))]:
+            if _on_page(build_view(model, d, cap, compact)[0]):
+                return d, cap, compact
+        return 1, 6, False
+    d = min(depth, full)
+    if _on_slide(build_view(model, d, None)[0]):
+        return d, None, False
+    squeezed = build_view(model, d, None, True)[0]
+    if _on_slide(squeezed) or estimate_px(squeezed)[1] <= MAX_HEIGHT_PX * ESTIMATE_SPREAD:
+        return d, None, True
+    for cap in (30, 12):
+        if _on_slide(build_view(model, d, cap, True)[0]):
+            return d, cap, True
+    return d, None, True
 
 
 def check_depth(depth: int | None) -> None:
@@ -121,13 +141,13 @@ def model_diagram(facts: Facts, depth: int | None = None, templates: str | None 
         untraced = render("model.mmd.j2", templates, view=None, facts=facts, notes=())
         return _diagram("model", untraced, ("not traced: " + model.untraced_reason.splitlines()[0],))
     full = max(1, max_depth(model))
-    chosen_depth, chosen_cap = _fitting(model, depth, full)
+    chosen_depth, chosen_cap, compact = _fitting(model, depth, full)
     attempts = [(d, chosen_cap) for d in range(chosen_depth, 0, -1)]  # then Mermaid's own limits
     attempts += [(1, c) for c in (60, 30, 12, 6) if chosen_cap is None or c < chosen_cap]
     text: str = ""
     notes: tuple[str, ...] = ()
     for d, cap in attempts:
-        view, folded = build_view(model, d, cap)
+        view, folded = build_view(model, d, cap, compact)
         notes_list = [*model.trace_notes, *folded]
         if d < chosen_depth:
             notes_list.append(f"depth limited to {d} of {full} to stay within Mermaid's limits")
@@ -135,8 +155,8 @@ def model_diagram(facts: Facts, depth: int | None = None, templates: str | None 
             notes_list.append(f"depth {d} of {full}")
         if cap is not None:
             notes_list.append(f"at most {cap} boxes per level")
-        if not _small(view):
-            notes_list.append("larger than a slide at half scale at this depth (the default depth fits)")
+        if not _on_slide(view):
+            notes_list.append(_slide_note(view))
         notes = tuple(notes_list)
         text = render("model.mmd.j2", templates, view=view, facts=facts, notes=notes)
         if mermaid.measure(text).within_budget:

@@ -26,6 +26,7 @@ from typing import Literal
 
 from ...facts import CallFact, ModelFacts, ModuleFact
 from .. import mermaid
+from .compact import compact_chains
 from .fold import CallTree, Unit, fold_runs
 from .labels import INDEXED as _INDEXED
 from .labels import TITLE_CHARS, call_label, cluster_title, container_name, params_line, run_labels
@@ -45,6 +46,7 @@ class ViewNode:
     children: list[ViewNode] = field(default_factory=list)
     opened: bool = False
     weightless: str = ""  # a parameter-free leaf's class (ReLU, Dropout): drawn inside the box it follows
+    box_title: str = ""  # a group's title uncut, for when it is drawn as one box (compact)
 
     @property
     def subgraph(self) -> bool:
@@ -63,6 +65,7 @@ class ModelView:
     notes: tuple[str, ...]
     quiet: frozenset[tuple[str, str]] = frozenset()  # edges drawn without a label (their shape is on the source)
     rising: frozenset[tuple[str, str]] = frozenset()  # edges drawn bottom-up: the decoder side of a U
+    compact: bool = False  # drawn compact (.compact): wider boxes and tighter ranks too
 
 
 class _Builder:
@@ -100,7 +103,7 @@ class _Builder:
             self.own(self.tree.subtree(c.id), node.id)
             return node
         if self.tree.kids.get(c.id) and level < self.depth:
-            node = ViewNode(self.nid(c, "g"), "group", cluster_title(title, c, self.tree), detail)
+            node = ViewNode(self.nid(c, "g"), "group", cluster_title(title, c, self.tree), detail, box_title=title)
             node.children = self.level(c.id, level + 1)
             if len(node.children) == 1 and node.children[0].subgraph:
                 return node.children[0]  # one subgraph straight inside another: their titles would collide
@@ -305,7 +308,8 @@ def never_called(model: ModelFacts) -> list[str]:
     return [f"{m.name} ({m.cls})" for m in tops]
 
 
-def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelView, list[str]]:
+def build_view(model: ModelFacts, depth: int, cap: int | None, compact: bool = False) -> tuple[ModelView, list[str]]:
+    """``compact``: containers of boxes that read as one box are drawn as that box (:mod:`.compact`)."""
     b = _Builder(model, depth, cap)
     root = next((c for c in model.calls if c.parent is None), None)
     nodes = b.level(root.id, 1) if root is not None else []
@@ -314,6 +318,9 @@ def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelVie
     shape_of = {e.src: e.shape for e in reversed(model.edges)}
     labels = {i: f"{i.partition(':')[2]} {shape_of[i]}".strip() for i in inputs}
     edges = merge_weightless(nodes, route_edges(b, model, ends))  # type: ignore[arg-type]
+    collapsed = 0
+    if compact:
+        edges, collapsed = compact_chains(nodes, edges)  # type: ignore[arg-type]
     tops = top_level(nodes)
     rising = rising_edges(edges, "io_output", lambda n: tops.get(n, n))
     join_first_titles(nodes, rising_subgraphs(nodes, rising))
@@ -328,8 +335,11 @@ def build_view(model: ModelFacts, depth: int, cap: int | None) -> tuple[ModelVie
         output_shape=model.output_shape,
         total_params=model.total_params,
         notes=(),
+        compact=compact,
     )
     notes = [f"folded {f}" for f in b.folded]
+    if collapsed:
+        notes.append(f"compact: {collapsed} block(s) drawn as one box listing the layers inside")
     missing = never_called(model)
     if missing:
         notes.append("not called in the traced forward: " + ", ".join(missing))
