@@ -63,6 +63,26 @@ def test_a_layer_with_more_to_say_keeps_its_container_opened(detail: str) -> Non
     assert nodes[0].subgraph and len(nodes[0].children) == 2
 
 
+def test_a_chain_too_long_for_one_label_keeps_its_boxes() -> None:
+    layers = ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"] * 6  # a VGG-like Sequential
+    nodes = [_module("features", [f"{c}{i}" for i, c in enumerate(layers)])]
+    ids = [k.id for k in nodes[0].children]
+    edges = [("in", ids[0], ""), *((a, b, "") for a, b in itertools.pairwise(ids)), (ids[-1], "out", "")]
+    assert compact_chains(nodes, edges)[1] == 0  # type: ignore[arg-type]
+    assert nodes[0].subgraph and len(nodes[0].children) == len(layers)
+
+
+def test_a_block_around_one_box_keeps_its_own_count_when_it_holds_more() -> None:
+    inner = ViewNode("emb_proj", "leaf", "proj · Linear", "4.16k params")
+    outer = ViewNode("g_emb", "group", "Emb", "68.2k params", children=[inner], box_title="emb · Emb")
+    nodes = [outer]
+    compact_chains(nodes, [("in", "emb_proj", ""), ("emb_proj", "out", "")])  # type: ignore[arg-type]
+    assert (nodes[0].title, nodes[0].detail) == ("emb · Emb", "proj · Linear\n4.16k params\n68.2k params in all")
+    same = [ViewNode("g", "group", "B", "10 params", children=[ViewNode("x", "leaf", "x · Linear", "10 params")])]
+    compact_chains(same, [])  # type: ignore[arg-type]
+    assert same[0].detail == "x · Linear\n10 params"
+
+
 def test_only_containers_of_boxes_collapse_so_the_levels_above_stay_opened() -> None:
     outer = ViewNode(
         "g_o", "group", "Head", children=[_module("a", ["Conv2d", "BatchNorm2d"])], box_title="head · Head"

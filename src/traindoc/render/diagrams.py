@@ -119,7 +119,8 @@ def _fitting(model: ModelFacts, depth: int | None, full: int) -> tuple[int, int 
     if _on_slide(build_view(model, d, None)[0]):
         return d, None, False
     squeezed = build_view(model, d, None, True)[0]
-    if _on_slide(squeezed) or estimate_px(squeezed)[1] <= MAX_HEIGHT_PX * ESTIMATE_SPREAD:
+    w, h = estimate_px(squeezed)
+    if _on_slide(squeezed) or (h <= MAX_HEIGHT_PX * ESTIMATE_SPREAD and w <= 2 * SLIDE_PX[0]):
         return d, None, True
     for cap in (30, 12):
         if _on_slide(build_view(model, d, cap, True)[0]):

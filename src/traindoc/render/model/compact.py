@@ -8,7 +8,11 @@ when nothing is lost:
 - a subgraph whose children are two or more plain layer boxes forming a straight chain (each feeds only
   the next, the chain is entered only at its head and left only from its tail) becomes one box: the
   container's own title, the chain's classes in order, the container's parameter count;
-- a subgraph around a single box becomes that box, with the container's title on top.
+- a subgraph around a single box becomes that box, with the container's title on top (and the
+  container's own count, "N params in all", where it holds more than that box).
+
+A chain longer than :data:`MAX_CHAIN_CHARS` keeps its boxes: Mermaid labels are cut at 200 characters,
+which would take the end of the chain and its parameter count.
 
 Only containers whose insides are boxes are drawn this way, so every level above stays opened as the
 depth asks. A layer with anything more to say than its parameter count (shared, tied, frozen, a shape
@@ -21,6 +25,7 @@ import re
 from typing import Protocol
 
 PLAIN_DETAIL = re.compile(r"^(\S+ params)?$")
+MAX_CHAIN_CHARS = 90  # about three lines of a 300-px box: a longer chain stays drawn as its boxes
 
 
 class Node(Protocol):
@@ -70,7 +75,8 @@ def _one_box(n: Node, edges: list[Edge]) -> tuple[Node, dict[str, str]] | None:
         k = kids[0]
         if k.kind in ("op", "more"):
             return None
-        k.detail = "\n".join(x for x in (k.title, k.detail) if x)
+        own = f"{n.detail} in all" if n.detail and n.detail != k.detail else ""  # the block holds more
+        k.detail = "\n".join(x for x in (k.title, k.detail, own) if x)
         k.title = n.box_title or n.title
         return k, {}
     if any(k.kind != "leaf" or not PLAIN_DETAIL.match(k.detail) for k in kids):
@@ -80,6 +86,8 @@ def _one_box(n: Node, edges: list[Edge]) -> tuple[Node, dict[str, str]] | None:
         return None
     head = order[0]
     chain = " → ".join(k.title.split(" · ", 1)[-1] for k in order)
+    if len(chain) > MAX_CHAIN_CHARS:  # Mermaid labels are cut at 200 characters: the params line would go
+        return None
     head.title = n.box_title or n.title
     head.detail = "\n".join(x for x in (chain, n.detail) if x)
     return head, {k.id: head.id for k in order[1:]}
